@@ -1,0 +1,220 @@
+"""Redis Streams bridge between the planes: job streams, consumer groups, leases, handoff, heartbeats."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+from common.keys import GROUP, Keys
+from common.models.graph_schema import Plane
+from common.models.manifest_schema import CapabilityManifest
+from common.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Handoff: push the job to a plane's stream at most once per job state (token).
+_HANDOFF = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1], 'reason', 'handoff')
+end
+return false
+"""
+
+# Lease: take it when free or already ours (a restarted consumer of the same name takes it back).
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Renew a lease we hold and say whether the job was asked to cancel: {owned, canceled}.
+_RENEW = """
+local owned = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  owned = 1
+end
+return {owned, redis.call('EXISTS', KEYS[2])}
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def connect(settings: Settings) -> Redis:
+    """A redis.asyncio client that retries with backoff when Redis goes away."""
+    return Redis.from_url(
+        settings.redis_url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6),
+        retry_on_error=[ConnectionError, TimeoutError],
+        health_check_interval=15,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One delivery from a job stream."""
+
+    plane: Plane
+    id: str
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BadEntry:
+    """A delivery that cannot be parsed; it goes to the dead-letter stream with its reason."""
+
+    plane: Plane
+    id: str
+    fields: dict[str, str]
+    reason: str
+
+
+class Bridge:
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
+        self.redis, self.keys = redis, keys
+        self.maxlen = settings.stream_maxlen
+        self.dedupe_ttl = settings.job_ttl_seconds
+        self._handoff = redis.register_script(_HANDOFF)
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    # -- streams ---------------------------------------------------------------------------------
+    async def ensure_groups(self) -> None:
+        """Create both job streams' consumer group (idempotent: only BUSYGROUP is ignored)."""
+        for plane in ("control", "data"):
+            try:
+                await self.redis.xgroup_create(self.keys.stream(plane), GROUP, id="0", mkstream=True)
+            except ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    async def enqueue(self, plane: Plane, job_id: str, reason: str = "submit") -> str:
+        entry_id = await self.redis.xadd(
+            self.keys.stream(plane), {"job": job_id, "reason": reason}, maxlen=self.maxlen, approximate=True
+        )
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def handoff(self, plane: Plane, job_id: str, token: str) -> bool:
+        """Push the job onto plane's stream once per token (dedupe key + XADD in one script)."""
+        added = await self._handoff(
+            keys=[self.keys.handoff(job_id, plane, token), self.keys.stream(plane)],
+            args=[job_id, self.maxlen, self.dedupe_ttl],
+        )
+        return added is not None
+
+    async def read(self, plane: Plane, consumer: str, count: int, block_ms: int) -> list[Entry | BadEntry]:
+        """New entries for this consumer (blocking up to block_ms)."""
+        resp = await self.redis.xreadgroup(
+            GROUP, consumer, {self.keys.stream(plane): ">"}, count=count, block=block_ms
+        )
+        return [self._decode(plane, eid, f) for _, rows in resp or [] for eid, f in rows]
+
+    async def read_own_pending(self, plane: Plane, consumer: str, count: int = 100) -> list[Entry | BadEntry]:
+        """Entries delivered to this consumer name and never acked (a restart of the same name)."""
+        resp = await self.redis.xreadgroup(GROUP, consumer, {self.keys.stream(plane): "0"}, count=count)
+        return [self._decode(plane, eid, f) for _, rows in resp or [] for eid, f in rows if f]
+
+    async def claim_stale(
+        self, plane: Plane, consumer: str, min_idle_ms: int, count: int = 10
+    ) -> list[Entry | BadEntry]:
+        """XAUTOCLAIM entries whose consumer went quiet (died) for longer than min_idle_ms."""
+        resp = await self.redis.xautoclaim(
+            self.keys.stream(plane), GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        )
+        rows = resp[1] if resp else []
+        return [self._decode(plane, eid, f) for eid, f in rows if f]
+
+    async def touch(self, plane: Plane, consumer: str, entry_id: str) -> None:
+        """Reset an entry's idle time while we work on it, so nobody XAUTOCLAIMs a live job."""
+        await self.redis.xclaim(self.keys.stream(plane), GROUP, consumer, 0, [entry_id], justid=True)
+
+    async def ack(self, plane: Plane, entry_id: str) -> None:
+        await self.redis.xack(self.keys.stream(plane), GROUP, entry_id)
+
+    async def dead_letter(self, bad: BadEntry) -> None:
+        """Move an unusable entry to the dead-letter stream with its reason, and ack it."""
+        await self.redis.xadd(
+            self.keys.dead_letter(bad.plane),
+            {"entry": bad.id, "fields": json.dumps(bad.fields), "reason": bad.reason, "ts": repr(time.time())},
+            maxlen=self.maxlen,
+            approximate=True,
+        )
+        await self.ack(bad.plane, bad.id)
+        log.warning("dead-lettered stream entry", plane=bad.plane, entry=bad.id, reason=bad.reason)
+
+    def _decode(self, plane: Plane, raw_id: bytes | str, raw: dict[bytes, bytes]) -> Entry | BadEntry:
+        entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        fields = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+        job_id = fields.get("job", "")
+        if not _JOB_ID.fullmatch(job_id):
+            return BadEntry(plane, entry_id, fields, f"missing or malformed 'job' field: {job_id[:80]!r}")
+        return Entry(plane=plane, id=entry_id, job_id=job_id, reason=fields.get("reason", ""))
+
+    async def depth(self, plane: Plane) -> tuple[int, int]:
+        """(stream length, entries pending in the group)."""
+        stream = self.keys.stream(plane)
+        length = await self.redis.xlen(stream)
+        try:
+            pending = (await self.redis.xpending(stream, GROUP))["pending"]
+        except ResponseError:
+            pending = 0
+        return int(length), int(pending)
+
+    # -- leases and cancel ----------------------------------------------------------------------
+    async def acquire(self, job_id: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self._acquire(keys=[self.keys.lease(job_id)], args=[token, ttl_ms]))
+
+    async def renew(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool]:
+        """Extend our lease; returns (still ours, cancel requested)."""
+        owned, canceled = await self._renew(
+            keys=[self.keys.lease(job_id), self.keys.cancel(job_id)], args=[token, ttl_ms]
+        )
+        return bool(owned), bool(canceled)
+
+    async def release(self, job_id: str, token: str) -> None:
+        await self._release(keys=[self.keys.lease(job_id)], args=[token])
+
+    async def request_cancel(self, job_id: str) -> None:
+        await self.redis.set(self.keys.cancel(job_id), "1", ex=self.dedupe_ttl)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.cancel(job_id)))
+
+    # -- heartbeats ------------------------------------------------------------------------------
+    async def heartbeat(self, manifest: CapabilityManifest) -> None:
+        await self.redis.hset(
+            self.keys.heartbeats(), manifest.instance or "", manifest.model_dump_json(by_alias=True)
+        )
+
+    async def forget(self, instance: str) -> None:
+        await self.redis.hdel(self.keys.heartbeats(), instance)
+
+    async def live_manifests(self, max_age: float) -> list[CapabilityManifest]:
+        """Manifests whose heartbeat is younger than max_age seconds; older ones are removed."""
+        now, live, stale = time.time(), [], []
+        for instance, raw in (await self.redis.hgetall(self.keys.heartbeats())).items():
+            m = CapabilityManifest.model_validate_json(raw)
+            (live if (m.ts or 0) > now - max_age else stale).append((instance, m))
+        if stale:
+            await self.redis.hdel(self.keys.heartbeats(), *[i for i, _ in stale])
+        return [m for _, m in live]

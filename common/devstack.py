@@ -1,0 +1,205 @@
+"""Local servers for development and tests: a private redis-server and SeaweedFS (`weed mini`) S3.
+
+`python -m common.devstack` (what `make run` calls) starts Redis + S3 + control + worker (+ frontend when
+installed) in the foreground on loopback, prints the URLs and an API key, and stops them all on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: object, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll check() until it is truthy; fail early when proc died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        with contextlib.suppress(Exception):
+            if check():  # type: ignore[operator]
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, wait grace seconds, then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server on a loopback port (AOF optional)."""
+
+    dir: Path
+    port: int = field(default_factory=free_port)
+    appendonly: bool = False
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _tcp_open(self.port), 10, "redis-server", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            stop_process(self.proc)
+
+
+@dataclass
+class S3Server:
+    """SeaweedFS `weed mini`: a full S3 endpoint with auth, every port on 127.0.0.1."""
+
+    dir: Path
+    access_key: str = "biplane"
+    secret_key: str = "biplane-dev-secret"
+    bucket: str = "biplane"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> S3Server:
+        exe = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        data, logs = self.dir / "data", self.dir / "logs"
+        data.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        p = [free_port() for _ in range(9)]
+        # Every port is set: -admin.ui=false still binds admin ports, and gRPC defaults to port+10000.
+        args = [
+            exe, f"-logdir={logs}", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}",
+            f"-volume.port.grpc={p[3]}", f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}",
+            f"-s3.port={self.port}", f"-s3.port.grpc={p[6]}", "-admin.ui=false", f"-admin.port={p[7]}",
+            f"-admin.port.grpc={p[8]}", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-master.telemetry=false", f"-filer.localSocket={self.dir}/filer.sock",
+            f"-s3.localSocket={self.dir}/s3.sock", "-master.volumeSizeLimitMB=64", "-volume.max=16",
+            f"-bucket={self.bucket}",
+        ]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_until(self._bucket_ready, 60, "weed mini S3", self.proc)
+        return self
+
+    def _bucket_ready(self) -> bool:
+        from minio import Minio
+
+        client = Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+        return bool(client.bucket_exists(self.bucket))
+
+    def stop(self) -> None:
+        if self.proc:
+            stop_process(self.proc)
+        for sock in self.dir.glob("*.sock"):
+            sock.unlink(missing_ok=True)
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def services(root: Path, redis_port: int = 6390, s3_port: int = 8333) -> Iterator[dict[str, str]]:
+    """Redis + S3 under root; yields the BIPLANE_* environment that points at them."""
+    redis = RedisServer(root / "redis", port=redis_port, appendonly=True).start()
+    s3 = S3Server(root / "s3", port=s3_port)
+    try:
+        s3.start()
+        yield {
+            "BIPLANE_REDIS_URL": redis.url,
+            "BIPLANE_S3_ENDPOINT": s3.endpoint,
+            "BIPLANE_S3_ACCESS_KEY": s3.access_key,
+            "BIPLANE_S3_SECRET_KEY": s3.secret_key,
+            "BIPLANE_BUCKET": s3.bucket,
+        }
+    finally:
+        s3.stop()
+        redis.stop()
+
+
+def main() -> None:
+    root = Path(os.environ.get("BIPLANE_DEV_DIR", ".dev")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    key_file = root / "api-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(24))
+    api_key = key_file.read_text().strip()
+    started = time.monotonic()
+    procs: list[subprocess.Popen[bytes]] = []
+    with services(root) as env_s:
+        env = {"BIPLANE_API_KEYS": api_key, "BIPLANE_API_KEY": api_key, **os.environ, **env_s}
+        ports = {"control": 8000, "worker": 8001}
+        try:
+            for name in ("control", "worker"):
+                procs.append(subprocess.Popen([sys.executable, "-m", name], env=env))
+            for name, port in ports.items():
+                wait_until(lambda p=port: ready(f"http://127.0.0.1:{p}"), 120, name)  # type: ignore[misc]
+            print(
+                f"\nBiplane is up in {time.monotonic() - started:.1f}s\n"
+                f"  API      http://127.0.0.1:8000  (docs: /docs)\n"
+                f"  worker   http://127.0.0.1:8001/ready\n"
+                f"  API key  {api_key}\n"
+                f"  Redis    {env_s['BIPLANE_REDIS_URL']}   S3 http://{env_s['BIPLANE_S3_ENDPOINT']}\n"
+                "Ctrl-C stops everything.",
+                flush=True,
+            )
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+            print("a process exited; stopping the stack", file=sys.stderr)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for p in procs:
+                stop_process(p, grace=15)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""A plane's executor: consume its job stream, run ready nodes in rounds, hand the job on, ack.
+
+At-least-once delivery is made safe by the per-job lease, the idempotent handoff, per-node saved
+outputs and "nothing of mine to run: pass it on or drop it".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, TimeoutError
+
+from common import metrics
+from common.bridge import BadEntry, Bridge, Entry
+from common.events import EventLog
+from common.jobs import TERMINAL, JobStore, overall_progress
+from common.keys import Keys
+from common.models.graph_schema import Plane
+from common.models.job_schema import JobRecord
+from common.registry import Registry
+from common.rounds import NodeError, RoundGraphs, RoundRuntime, dependencies, next_plane, ready_nodes
+from common.settings import Settings
+from common.storage import Storage
+
+log = structlog.get_logger(__name__)
+
+#: How often a running job's lease is renewed and its cancel flag read.
+WATCH_SECONDS = 1.0
+#: Minimum gap between progress writes to the job record per node (events are not throttled).
+PROGRESS_WRITE_SECONDS = 0.5
+
+
+class LeaseBusy(Exception):
+    """Another consumer works on the job now; retry this entry later."""
+
+
+@dataclass
+class _Watch:
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: set when the lease was lost or the process is shutting down: write nothing more, do not ack
+    lost: bool = False
+
+
+def state_token(job: JobRecord) -> str:
+    """Identifies how far the job got: one handoff per plane per state."""
+    done = sorted(n.id for n in job.graph.nodes if n.status == "completed")
+    return hashlib.sha1(",".join(done).encode()).hexdigest()[:16]
+
+
+class Executor:
+    def __init__(
+        self, plane: Plane, settings: Settings, redis: Redis, registry: Registry,
+        storage: Storage | None, consumer: str | None = None,
+    ) -> None:
+        self.plane, self.settings, self.registry, self.storage = plane, settings, registry, storage
+        keys = Keys(settings.key_prefix)
+        self.events = EventLog(redis, keys, settings.event_maxlen)
+        self.store = JobStore(redis, keys, self.events, settings.job_ttl_seconds)
+        self.bridge = Bridge(redis, keys, settings)
+        self.graphs = RoundGraphs(settings.max_node_attempts)
+        self.consumer = consumer or settings.instance or f"{plane}-{socket.gethostname()}-{os.getpid()}"
+        self.capacity = settings.concurrency or (32 if plane == "control" else 1)
+        self.lease_ms = int(settings.lease_seconds * 1000)
+        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.deferred: dict[str, tuple[float, Entry, int]] = {}
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.watches: set[_Watch] = set()
+
+    # -- loop -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the stream until stop(); Redis outages are retried with backoff, never a silent stall."""
+        backoff, last_claim, started = 0.2, 0.0, False
+        while not self.stopping.is_set():
+            try:
+                if not started:
+                    await self.bridge.ensure_groups()
+                    for e in await self.bridge.read_own_pending(self.plane, self.consumer):
+                        self._dispatch(e)
+                    started = True
+                    self.ready.set()
+                self._dispatch_due()
+                free = self.capacity - len(self.inflight)
+                if free <= 0:
+                    await asyncio.wait(list(self.inflight.values()), timeout=0.5,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if time.monotonic() - last_claim > min(5.0, self.settings.claim_idle_seconds / 2):
+                    last_claim = time.monotonic()
+                    stale = await self.bridge.claim_stale(
+                        self.plane, self.consumer, int(self.settings.claim_idle_seconds * 1000), count=free
+                    )
+                    for e in stale:
+                        log.info("reclaimed stale entry", plane=self.plane, entry=e.id)
+                        self._dispatch(e)
+                    await self._sample_depth()
+                    free = self.capacity - len(self.inflight)
+                    if free <= 0:
+                        continue
+                block = 200 if self.deferred else 1000
+                for e in await self.bridge.read(self.plane, self.consumer, count=free, block_ms=block):
+                    self._dispatch(e)
+                backoff = 0.2
+            except (ConnectionError, TimeoutError, OSError) as e:
+                metrics.REDIS_ERRORS.labels(self.plane).inc()
+                log.warning("redis unavailable; retrying", plane=self.plane, error=repr(e), backoff=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if self.inflight:  # graceful: let running rounds stop at their next boundary
+            await asyncio.wait(list(self.inflight.values()))
+
+    def stop(self) -> None:
+        """Stop reading; running tasks stop at their next step boundary and their entries stay unacked."""
+        self.stopping.set()
+        for watch in self.watches:
+            watch.lost = True
+            watch.cancel.set()
+
+    async def _sample_depth(self) -> None:
+        for plane in ("control", "data"):
+            length, pending = await self.bridge.depth(plane)  # type: ignore[arg-type]
+            metrics.STREAM_LENGTH.labels(plane).set(length)
+            metrics.STREAM_PENDING.labels(plane).set(pending)
+
+    def _dispatch(self, e: Entry | BadEntry, tries: int = 0) -> None:
+        if e.id in self.inflight:
+            return
+        self.deferred.pop(e.id, None)
+        coro = self.bridge.dead_letter(e) if isinstance(e, BadEntry) else self._handle(e, tries)
+        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self.inflight[e.id] = task
+        metrics.BUSY.labels(self.plane).set(len(self.inflight))
+        task.add_done_callback(lambda _t, eid=e.id: self._done(eid))
+
+    def _done(self, entry_id: str) -> None:
+        self.inflight.pop(entry_id, None)
+        metrics.BUSY.labels(self.plane).set(len(self.inflight))
+
+    def _dispatch_due(self) -> None:
+        now = time.monotonic()
+        for _due, entry, tries in [d for d in self.deferred.values() if d[0] <= now]:
+            self._dispatch(entry, tries)
+
+    def _defer(self, e: Entry, tries: int) -> None:
+        delay = min(0.1 * 2**tries, 5.0) * (0.5 + random.random())
+        self.deferred[e.id] = (time.monotonic() + delay, e, tries + 1)
+
+    # -- one entry ------------------------------------------------------------------------------
+    async def _handle(self, e: Entry, tries: int) -> None:
+        """Handle one delivery; never raises. Unfinished work stays unacked and is retried."""
+        bound = log.bind(job_id=e.job_id, plane=self.plane, entry=e.id)
+        try:
+            outcome = await self._handle_entry(e)
+            metrics.ENTRIES.labels(self.plane, outcome).inc()
+        except LeaseBusy:
+            metrics.ENTRIES.labels(self.plane, "deferred").inc()
+            if not self.stopping.is_set():
+                self._defer(e, tries)
+        except (ConnectionError, TimeoutError) as err:
+            metrics.REDIS_ERRORS.labels(self.plane).inc()
+            bound.warning("redis failed while handling; will retry", error=repr(err))
+            self._defer(e, tries)
+        except Exception:
+            metrics.ENTRIES.labels(self.plane, "error").inc()
+            bound.exception("entry handling failed; will retry")
+            self._defer(e, max(tries, 4))
+
+    async def _handle_entry(self, e: Entry) -> str:
+        job = await self.store.load(e.job_id)
+        if job is None:
+            await self.bridge.dead_letter(BadEntry(e.plane, e.id, {"job": e.job_id}, "unknown job"))
+            return "dead_letter"
+        if job.status in TERMINAL:
+            await self.bridge.ack(self.plane, e.id)
+            return "dropped"
+        if not await self.bridge.acquire(e.job_id, self.consumer, self.lease_ms):
+            raise LeaseBusy
+        watch = _Watch()
+        self.watches.add(watch)
+        watcher = asyncio.create_task(self._watch(e, watch))
+        try:
+            job = await self.store.load(e.job_id)  # re-read under the lease
+            assert job is not None
+            if job.status not in TERMINAL:
+                if await self.bridge.cancel_requested(e.job_id):
+                    await self._end_canceled(job)
+                elif nodes := ready_nodes(job, self.plane):
+                    await self.store.set_status(job.job_id, "running")
+                    await self._run_round(job, nodes, watch)
+            if watch.lost:
+                raise LeaseBusy  # someone took the job over; our entry stays pending
+        finally:
+            self.watches.discard(watch)
+            watcher.cancel()
+            await self.bridge.release(e.job_id, self.consumer)
+        job = await self.store.load(e.job_id)
+        assert job is not None
+        outcome = await self._advance(job)
+        await self.bridge.ack(self.plane, e.id)
+        return outcome
+
+    async def _watch(self, e: Entry, watch: _Watch) -> None:
+        """Renew the lease, keep the entry from looking idle, and pick up cancel requests."""
+        touched = time.monotonic()
+        while True:
+            await asyncio.sleep(min(WATCH_SECONDS, self.settings.lease_seconds / 3))
+            try:
+                owned, canceled = await self.bridge.renew(e.job_id, self.consumer, self.lease_ms)
+                if time.monotonic() - touched > self.settings.claim_idle_seconds / 3:
+                    await self.bridge.touch(self.plane, self.consumer, e.id)
+                    touched = time.monotonic()
+            except (ConnectionError, TimeoutError) as err:
+                log.warning("lease renewal failed", job_id=e.job_id, error=repr(err))
+                continue
+            if canceled:
+                watch.cancel.set()
+            if not owned:
+                log.warning("lease lost; stopping the round", job_id=e.job_id)
+                watch.lost = True
+                watch.cancel.set()
+                return
+
+    async def _run_round(self, job: JobRecord, nodes: list, watch: _Watch) -> None:
+        deps = dependencies(job)
+        graph = self.graphs.get(nodes, deps)
+        runtime = RoundRuntime(
+            job=job, plane=self.plane, store=self.store, registry=self.registry, settings=self.settings,
+            storage=self.storage, cancel=watch.cancel, deps=deps,
+        )
+        done = {n.id: n.output or {} for n in job.graph.nodes if n.status == "completed"}
+        progress: dict[str, float] = {}
+        written: dict[str, float] = {}
+        try:
+            async for event in graph.astream({"outputs": done}, context=runtime, stream_mode="custom"):
+                await self._relay(job, event, progress, written)
+        except NodeError as err:
+            watch.cancel.set()  # stop sibling threads at their next step boundary
+            if watch.lost:
+                return
+            fresh = await self.store.load(job.job_id) or job
+            if err.canceled or await self.bridge.cancel_requested(job.job_id):
+                await self._end_canceled(fresh)
+            else:
+                await self._end_failed(fresh, err)
+
+    async def _relay(
+        self, job: JobRecord, event: dict, progress: dict[str, float], written: dict[str, float]
+    ) -> None:
+        """Turn a task's stream-writer event into a job event (progress also lands in the record)."""
+        fields = {k: v for k, v in event.items() if k != "kind" and v is not None}
+        if event.get("kind") == "progress" and event.get("nodeProgress") is not None:
+            node_id = event["nodeId"]
+            progress[node_id] = float(event["nodeProgress"])
+            overall = overall_progress(job, progress)
+            fields["progress"] = round(overall, 6)
+            now = time.monotonic()
+            if now - written.get(node_id, 0.0) >= PROGRESS_WRITE_SECONDS or progress[node_id] >= 1.0:
+                written[node_id] = now
+                await self.store.set_progress(job.job_id, node_id, progress[node_id], overall)
+        await self.events.emit(job.job_id, event.get("kind", "log"), **fields)
+
+    async def _advance(self, job: JobRecord) -> str:
+        """After a round: finish the job, or hand it to the plane that has ready nodes."""
+        if job.status in TERMINAL:
+            return "finished"
+        if all(n.status == "completed" for n in job.graph.nodes):
+            if await self.store.set_status(job.job_id, "completed"):
+                self._finished(job, "completed")
+            return "completed"
+        plane = next_plane(job)
+        if plane is None:
+            await self._end_failed(job, NodeError("-", "no node can run (graph stalled)"))
+            return "stalled"
+        await self.bridge.handoff(plane, job.job_id, state_token(job))
+        return "handoff"
+
+    async def _end_failed(self, job: JobRecord, err: NodeError) -> None:
+        for n in job.graph.nodes:
+            if n.id == err.node_id:
+                await self.store.node_ended(job.job_id, n.id, "failed", err.error)
+            elif n.status in ("pending", "running"):
+                await self.store.node_ended(job.job_id, n.id, "canceled" if n.status == "running" else "skipped")
+        if await self.store.set_status(job.job_id, "failed", f"{err.node_id}: {err.error}"):
+            self._finished(job, "failed")
+
+    async def _end_canceled(self, job: JobRecord) -> None:
+        for n in job.graph.nodes:
+            if n.status in ("pending", "running"):
+                await self.store.node_ended(job.job_id, n.id, "canceled")
+        if await self.store.set_status(job.job_id, "canceled"):
+            self._finished(job, "canceled")
+
+    def _finished(self, job: JobRecord, status: str) -> None:
+        metrics.JOBS_FINISHED.labels(job.workflow, status).inc()
+        metrics.JOB_DURATION.labels(job.workflow).observe(max(0.0, time.time() - job.created_at))
+
+
+async def submit(bridge: Bridge, job: JobRecord) -> None:
+    """Queue a stored job on the plane that has a ready node (control when both do)."""
+    plane = next_plane(job) or "control"
+    await bridge.enqueue(plane, job.job_id, "submit")
+
+
+async def request_cancel(bridge: Bridge, job_id: str) -> None:
+    """Flag the job; a running plane stops within a second, and control ends a queued job."""
+    await bridge.request_cancel(job_id)
+    await bridge.enqueue("control", job_id, "cancel")
+
+
+__all__ = ["EventLog", "Executor", "request_cancel", "state_token", "submit"]

@@ -1,0 +1,190 @@
+"""One plane round: the plane's ready nodes compiled into a LangGraph StateGraph and streamed.
+
+LangGraph runs the round (parallel independent nodes, joins, retries, custom stream); each node saves
+its output to the job record the moment it finishes, so a crash never re-runs a finished node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+import structlog
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
+from pydantic import ValidationError
+
+from common import metrics
+from common.context import TaskContext
+from common.errors import JobCanceled, TaskInputError
+from common.jobs import JobStore
+from common.models.graph_schema import Node, Plane
+from common.models.job_schema import JobRecord
+from common.registry import Registry
+from common.settings import Settings
+from common.storage import Storage
+
+log = structlog.get_logger(__name__)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {**a, **b}
+
+
+class RoundState(TypedDict):
+    outputs: Annotated[dict[str, dict[str, Any]], _merge]
+
+
+class NodeError(Exception):
+    """A node that did not complete. retryable: LangGraph may run it again within the budget."""
+
+    def __init__(self, node_id: str, error: str, *, retryable: bool = False, canceled: bool = False) -> None:
+        super().__init__(f"{node_id}: {error}")
+        self.node_id, self.error, self.retryable, self.canceled = node_id, error, retryable, canceled
+
+
+def dependencies(job: JobRecord) -> dict[str, list[str]]:
+    deps: dict[str, list[str]] = {n.id: [] for n in job.graph.nodes}
+    for e in job.graph.edges:
+        deps[e.to].append(e.from_)
+    return deps
+
+
+def ready_nodes(job: JobRecord, plane: Plane) -> list[Node]:
+    """Unfinished nodes of plane whose dependencies are completed or themselves in this round."""
+    deps = dependencies(job)
+    status = {n.id: n.status for n in job.graph.nodes}
+    chosen: dict[str, Node] = {}
+    changed = True
+    while changed:  # fixpoint: a node joins once all its deps are done or chosen
+        changed = False
+        for n in job.graph.nodes:
+            if n.id in chosen or n.plane != plane or status[n.id] in ("completed", "skipped", "canceled"):
+                continue
+            if all(status[d] == "completed" or d in chosen for d in deps[n.id]):
+                chosen[n.id] = n
+                changed = True
+    return [n for n in job.graph.nodes if n.id in chosen]
+
+
+def next_plane(job: JobRecord) -> Plane | None:
+    """The plane that has a node ready to run now, control first."""
+    for plane in ("control", "data"):
+        if ready_nodes(job, plane):  # type: ignore[arg-type]
+            return plane  # type: ignore[return-value]
+    return None
+
+
+@dataclass
+class RoundRuntime:
+    """LangGraph context of one round (passed with `context=`, never checkpointed)."""
+
+    job: JobRecord
+    plane: Plane
+    store: JobStore
+    registry: Registry
+    settings: Settings
+    storage: Storage | None
+    cancel: threading.Event
+    deps: dict[str, list[str]]
+
+    async def run_node(self, node_id: str, state: RoundState, write: Callable[[dict[str, Any]], None]) -> dict:
+        node = next(n for n in self.job.graph.nodes if n.id == node_id)
+        if self.cancel.is_set():
+            raise NodeError(node_id, "canceled", canceled=True)
+        task = self.registry.get(node.service)
+        if task is None or task.plane != self.plane:
+            raise NodeError(node_id, f"service {node.service!r} is not registered on the {self.plane} plane")
+        attempt = await self.store.node_started(self.job.job_id, node_id)
+        if attempt > self.settings.max_node_attempts:
+            raise NodeError(node_id, f"gave up after {attempt - 1} attempts")
+        try:
+            params = task.params.model_validate(node.params or {})
+        except ValidationError as e:
+            raise NodeError(node_id, f"invalid params: {e}") from e
+        ctx = TaskContext(
+            job_id=self.job.job_id, node_id=node_id, service=node.service, attempt=attempt,
+            settings=self.settings, storage=self.storage, context=dict(self.job.graph.context or {}),
+            inputs={d: state["outputs"].get(d, {}) for d in self.deps[node_id]}, emit=write, cancel=self.cancel,
+        )
+        started = time.monotonic()
+        bound = log.bind(job_id=self.job.job_id, node=node_id, service=node.service, attempt=attempt)
+        bound.info("node started")
+        try:
+            result = await task.fn(ctx, params) if task.is_async else await asyncio.to_thread(task.fn, ctx, params)
+            output = dict(result or {})
+            json.dumps(output)  # outputs travel as JSON: fail here, not in Redis
+        except JobCanceled as e:
+            raise NodeError(node_id, "canceled", canceled=True) from e
+        except (TaskInputError, TypeError, ValueError) as e:
+            metrics.NODES.labels(self.plane, node.service, "failed").inc()
+            bound.info("node rejected its input", error=str(e))
+            raise NodeError(node_id, str(e)) from e
+        except Exception as e:
+            metrics.NODES.labels(self.plane, node.service, "error").inc()
+            bound.exception("node raised")
+            retry = attempt < self.settings.max_node_attempts and not self.cancel.is_set()
+            raise NodeError(node_id, f"{type(e).__name__}: {e}", retryable=retry) from e
+        await self.store.node_completed(self.job.job_id, node_id, output)
+        elapsed = time.monotonic() - started
+        metrics.NODES.labels(self.plane, node.service, "completed").inc()
+        metrics.NODE_DURATION.labels(self.plane, node.service).observe(elapsed)
+        bound.info("node completed", seconds=round(elapsed, 3))
+        return output
+
+
+def _node(node_id: str) -> Callable[..., Any]:
+    async def run(state: RoundState, runtime: Runtime[RoundRuntime]) -> dict[str, Any]:
+        out = await runtime.context.run_node(node_id, state, runtime.stream_writer)
+        return {"outputs": {node_id: out}}
+
+    run.__name__ = f"node_{node_id}"
+    return run
+
+
+class RoundGraphs:
+    """Compiled round graphs, cached by shape (node ids and their dependencies)."""
+
+    def __init__(self, max_attempts: int, max_cached: int = 256) -> None:
+        self.policy = RetryPolicy(
+            max_attempts=max_attempts, initial_interval=0.5, backoff_factor=2.0, max_interval=10.0, jitter=True,
+            retry_on=lambda e: isinstance(e, NodeError) and e.retryable,
+        )
+        self.max_cached = max_cached
+        self._cache: dict[tuple[Any, ...], CompiledStateGraph[Any, Any, Any, Any]] = {}
+
+    def get(self, nodes: list[Node], deps: dict[str, list[str]]) -> CompiledStateGraph[Any, Any, Any, Any]:
+        ids = {n.id for n in nodes}
+        shape = tuple((n.id, tuple(deps[n.id])) for n in nodes)
+        graph = self._cache.get(shape)
+        if graph is None:
+            if len(self._cache) >= self.max_cached:
+                self._cache.pop(next(iter(self._cache)))
+            graph = self._cache[shape] = self._compile(nodes, deps, ids)
+        return graph
+
+    def _compile(
+        self, nodes: list[Node], deps: dict[str, list[str]], ids: set[str]
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
+        builder: StateGraph[Any, Any, Any, Any] = StateGraph(RoundState, context_schema=RoundRuntime)
+        has_successor: set[str] = set()
+        for n in nodes:
+            builder.add_node(n.id, _node(n.id), retry_policy=self.policy)
+        for n in nodes:
+            local = [d for d in deps[n.id] if d in ids]
+            has_successor.update(local)
+            if not local:
+                builder.add_edge(START, n.id)
+            else:
+                builder.add_edge(local if len(local) > 1 else local[0], n.id)
+        for n in nodes:
+            if n.id not in has_successor:
+                builder.add_edge(n.id, END)
+        return builder.compile()

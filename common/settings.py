@@ -1,0 +1,73 @@
+"""The one settings class (environment prefix BIPLANE_), built by entrypoints and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of both planes, the UI and the CLI. Nothing reads the environment at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="BIPLANE_", extra="ignore")
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    key_prefix: str = "biplane"
+
+    # S3 (any endpoint the minio SDK speaks to: MinIO, SeaweedFS, AWS)
+    s3_endpoint: str = "127.0.0.1:8333"
+    s3_access_key: str = "biplane"
+    s3_secret_key: SecretStr = SecretStr("biplane-dev-secret")
+    s3_secure: bool = False
+    s3_region: str | None = None
+    bucket: str = "biplane"
+    presign_seconds: int = Field(900, ge=1, le=7 * 24 * 3600)
+    # Retries of S3 calls (uploads, stats) before a node fails, with exponential backoff.
+    s3_retry_seconds: float = Field(30.0, ge=0)
+
+    # Auth and clients
+    api_keys: str = ""  # comma-separated keys the control plane accepts
+    url: str = "http://127.0.0.1:8000"  # where clients (UI, CLI) find control
+    api_key: SecretStr = SecretStr("")  # the key clients send
+
+    # Models (local diffusers/transformers directories; unset = demo models)
+    sd_model: Path | None = None
+    tts_model: Path | None = None
+    vocoder_model: Path | None = None
+    motion_adapter: Path | None = None
+    demo_model_dir: Path = Path(".dev/demo-models")
+
+    # Executor
+    lease_seconds: float = Field(30.0, gt=0)  # a job's lease; renewed every third of it while a plane works
+    claim_idle_seconds: float = Field(60.0, gt=0)  # XAUTOCLAIM entries idle longer than this
+    max_node_attempts: int = Field(3, ge=1)
+    concurrency: int = Field(0, ge=0)  # jobs handled at once; 0 = plane default (control 32, data 1)
+    stream_maxlen: int = Field(100_000, ge=100)
+    event_maxlen: int = Field(5_000, ge=100)  # replay window per job
+    job_ttl_seconds: int = Field(14 * 24 * 3600, ge=60)  # how long a finished job is kept
+    heartbeat_seconds: float = Field(5.0, gt=0)
+    task_modules: str = ""  # extra comma-separated modules exposing a `registry` (plugins, tests)
+
+    # Limits
+    max_upload_file_bytes: int = 20 * 1024 * 1024
+    max_upload_total_bytes: int = 200 * 1024 * 1024
+    max_images: int = 50
+    max_graph_nodes: int = 64
+    max_graph_edges: int = 256
+
+    # Processes
+    host: str = "127.0.0.1"
+    control_port: int = 8000
+    worker_port: int = 8001
+    frontend_port: int = 8080
+    log_json: bool = False
+    instance: str = ""  # consumer name; default hostname-pid
+
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    def task_module_list(self) -> list[str]:
+        return [m.strip() for m in self.task_modules.split(",") if m.strip()]

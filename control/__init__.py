@@ -1,0 +1,1 @@
+"""Biplane control plane: REST + WebSocket hub, planner, control-plane tasks."""

@@ -1,0 +1,1 @@
+"""Biplane web UI (NiceGUI)."""

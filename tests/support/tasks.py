@@ -1,0 +1,66 @@
+"""Test services for both planes, loaded into real processes with BIPLANE_TASK_MODULES=tests.support.tasks.
+
+Every run increments a Redis counter runs:<job>:<node>, so tests can assert how often a node ran.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from pydantic import BaseModel, Field
+
+from common.context import TaskContext
+from common.errors import TaskInputError
+from common.registry import Registry
+
+registry = Registry()
+
+
+class StepParams(BaseModel):
+    steps: int = Field(3, ge=0, le=10_000)
+    step_seconds: float = Field(0.01, ge=0, le=10)
+    value: int = 1
+    fail: str | None = None  # "input" or "crash"
+
+
+def _count_run(ctx: TaskContext) -> int:
+    r = redis.Redis.from_url(ctx.settings.redis_url)
+    try:
+        return int(r.incr(f"{ctx.settings.key_prefix}:test:runs:{ctx.job_id}:{ctx.node_id}"))
+    finally:
+        r.close()
+
+
+def _steps(ctx: TaskContext, p: StepParams) -> dict:
+    _count_run(ctx)
+    if p.fail == "input":
+        raise TaskInputError("bad input on purpose")
+    if p.fail == "crash":
+        raise RuntimeError("crash on purpose")
+    for i in range(1, p.steps + 1):
+        ctx.check_cancel()
+        time.sleep(p.step_seconds)
+        ctx.progress(step=i, total_steps=p.steps, loss=1.0 / i)
+    total = p.value + sum(int(out.get("value", 0)) for out in ctx.inputs.values())
+    return {"value": total, "inputs": sorted(ctx.inputs), "pid": __import__("os").getpid()}
+
+
+@registry.task("test.prepare", plane="control", params=StepParams, outputs=("value",))
+def prepare(ctx: TaskContext, p: StepParams) -> dict:
+    """Control-plane test step."""
+    return _steps(ctx, p)
+
+
+@registry.task("test.work", plane="data", params=StepParams, outputs=("value",))
+def work(ctx: TaskContext, p: StepParams) -> dict:
+    """Data-plane test step: sleeps through steps, reporting progress."""
+    return _steps(ctx, p)
+
+
+@registry.task("test.publish", plane="control", params=StepParams, outputs=("value",))
+async def publish(ctx: TaskContext, p: StepParams) -> dict:
+    """Async control-plane step that sums its inputs."""
+    import asyncio
+
+    return await asyncio.to_thread(_steps, ctx, p)

@@ -1,0 +1,1 @@
+"""Biplane worker (data plane): ML tasks run from the data stream."""

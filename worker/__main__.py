@@ -1,0 +1,19 @@
+"""`python -m worker`: the data-plane worker on :8001."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from common.logs import configure
+from common.settings import Settings
+from worker.app import create_app
+
+
+def main() -> None:
+    settings = Settings()
+    configure(json=settings.log_json)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.worker_port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()

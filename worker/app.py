@@ -1,0 +1,57 @@
+"""Assembles the worker's FastAPI app: health/metrics, data-plane executor, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import structlog
+from fastapi import FastAPI
+
+from common.registry import Registry, load_modules
+from common.service import PlaneState, create_plane_app
+from common.settings import Settings
+from worker.tasks import registry as worker_tasks
+
+log = structlog.get_logger(__name__)
+
+
+def build_registry(settings: Settings) -> Registry:
+    return Registry().merge(worker_tasks).merge(load_modules(settings.task_module_list()))
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "diffusers", "transformers", "peft", "langgraph"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+async def heartbeat(state: PlaneState) -> None:
+    """Publish this worker's capability manifest every few seconds (control reads, never waits)."""
+    versions = _versions()
+    while True:
+        manifest = state.registry.manifest(
+            "data", instance=state.executor.consumer, versions=versions, ts=time.time(),
+        )
+        try:
+            await state.executor.bridge.heartbeat(manifest)
+        except Exception as e:  # a missed beat is logged; the next one retries
+            log.warning("heartbeat failed", error=repr(e))
+        await asyncio.sleep(state.settings.heartbeat_seconds)
+
+
+async def forget(state: PlaneState) -> None:
+    await state.executor.bridge.forget(state.executor.consumer)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    return create_plane_app(
+        "data", settings, build_registry(settings), title="Biplane worker",
+        background=(heartbeat,), on_stop=(forget,),
+    )
