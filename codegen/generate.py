@@ -19,11 +19,16 @@ def generate(output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     cmd = [
         str(Path(sys.executable).parent / "datamodel-codegen"),
-        "--input", str(SCHEMAS),
-        "--input-file-type", "jsonschema",
-        "--output", str(output),
-        "--output-model-type", "pydantic_v2.BaseModel",
-        "--target-python-version", "3.11",
+        "--input",
+        str(SCHEMAS),
+        "--input-file-type",
+        "jsonschema",
+        "--output",
+        str(output),
+        "--output-model-type",
+        "pydantic_v2.BaseModel",
+        "--target-python-version",
+        "3.11",
         "--snake-case-field",
         "--allow-population-by-field-name",
         "--use-schema-description",
@@ -34,16 +39,31 @@ def generate(output: Path) -> None:
         "--use-double-quotes",
         "--use-title-as-name",
         "--use-type-alias",
-        "--enum-field-as-literal", "all",
+        "--enum-field-as-literal",
+        "all",
         "--disable-timestamp",
-        "--custom-file-header", HEADER,
-        "--formatters", "builtin",
+        "--custom-file-header",
+        HEADER,
+        "--formatters",
+        "builtin",
     ]
     subprocess.run(cmd, check=True, cwd=ROOT)
     # Format with fixed options so the result does not depend on where output lies (drift test).
     ruff = str(Path(sys.executable).parent / "ruff")
-    subprocess.run([ruff, "format", "--isolated", "--line-length", "120",
-         "--config", "format.skip-magic-trailing-comma=true", "--quiet", str(output)], check=True)
+    subprocess.run(
+        [
+            ruff,
+            "format",
+            "--isolated",
+            "--line-length",
+            "120",
+            "--config",
+            "format.skip-magic-trailing-comma=true",
+            "--quiet",
+            str(output),
+        ],
+        check=True,
+    )
     init = output / "__init__.py"
     if not init.exists() or init.read_text().strip() == "":
         init.write_text(HEADER + "\n")

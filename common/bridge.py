@@ -6,6 +6,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -30,7 +31,7 @@ end
 return false
 """
 
-# Lease: take it when free or already ours (a restarted consumer of the same name takes it back).
+# Lease: take it when free or already held with this token.
 _ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or cur == ARGV[1] then
@@ -90,7 +91,8 @@ class BadEntry:
 
 class Bridge:
     def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
-        self.redis, self.keys = redis, keys
+        self.redis: Any = redis  # redis-py types replies as unions of RESP2/3 shapes; replies are decoded where read
+        self.keys = keys
         self.maxlen = settings.stream_maxlen
         self.dedupe_ttl = settings.job_ttl_seconds
         self._handoff = redis.register_script(_HANDOFF)
@@ -124,9 +126,7 @@ class Bridge:
 
     async def read(self, plane: Plane, consumer: str, count: int, block_ms: int) -> list[Entry | BadEntry]:
         """New entries for this consumer (blocking up to block_ms)."""
-        resp = await self.redis.xreadgroup(
-            GROUP, consumer, {self.keys.stream(plane): ">"}, count=count, block=block_ms
-        )
+        resp = await self.redis.xreadgroup(GROUP, consumer, {self.keys.stream(plane): ">"}, count=count, block=block_ms)
         return [self._decode(plane, eid, f) for _, rows in resp or [] for eid, f in rows]
 
     async def read_own_pending(self, plane: Plane, consumer: str, count: int = 100) -> list[Entry | BadEntry]:
@@ -202,16 +202,16 @@ class Bridge:
 
     # -- heartbeats ------------------------------------------------------------------------------
     async def heartbeat(self, manifest: CapabilityManifest) -> None:
-        await self.redis.hset(
-            self.keys.heartbeats(), manifest.instance or "", manifest.model_dump_json(by_alias=True)
-        )
+        await self.redis.hset(self.keys.heartbeats(), manifest.instance or "", manifest.model_dump_json(by_alias=True))
 
     async def forget(self, instance: str) -> None:
         await self.redis.hdel(self.keys.heartbeats(), instance)
 
     async def live_manifests(self, max_age: float) -> list[CapabilityManifest]:
         """Manifests whose heartbeat is younger than max_age seconds; older ones are removed."""
-        now, live, stale = time.time(), [], []
+        now = time.time()
+        live: list[tuple[bytes, CapabilityManifest]] = []
+        stale: list[tuple[bytes, CapabilityManifest]] = []
         for instance, raw in (await self.redis.hgetall(self.keys.heartbeats())).items():
             m = CapabilityManifest.model_validate_json(raw)
             (live if (m.ts or 0) > now - max_age else stale).append((instance, m))

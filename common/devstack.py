@@ -68,8 +68,21 @@ class RedisServer:
     def start(self) -> RedisServer:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.dir.mkdir(parents=True, exist_ok=True)
-        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        args = [
+            exe,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
+        ]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: _tcp_open(self.port), 10, "redis-server", self.proc)
@@ -103,27 +116,56 @@ class S3Server:
         p = [free_port() for _ in range(9)]
         # Every port is set: -admin.ui=false still binds admin ports, and gRPC defaults to port+10000.
         args = [
-            exe, f"-logdir={logs}", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}",
-            f"-volume.port.grpc={p[3]}", f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}",
-            f"-s3.port={self.port}", f"-s3.port.grpc={p[6]}", "-admin.ui=false", f"-admin.port={p[7]}",
-            f"-admin.port.grpc={p[8]}", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.telemetry=false", f"-filer.localSocket={self.dir}/filer.sock",
-            f"-s3.localSocket={self.dir}/s3.sock", "-master.volumeSizeLimitMB=64", "-volume.max=16",
+            exe,
+            f"-logdir={logs}",
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p[0]}",
+            f"-master.port.grpc={p[1]}",
+            f"-volume.port={p[2]}",
+            f"-volume.port.grpc={p[3]}",
+            f"-filer.port={p[4]}",
+            f"-filer.port.grpc={p[5]}",
+            f"-s3.port={self.port}",
+            f"-s3.port.grpc={p[6]}",
+            "-admin.ui=false",
+            f"-admin.port={p[7]}",
+            f"-admin.port.grpc={p[8]}",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            f"-filer.localSocket={self.dir}/filer.sock",
+            f"-s3.localSocket={self.dir}/s3.sock",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=16",
             f"-bucket={self.bucket}",
         ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         self.proc = subprocess.Popen(
-            args, env=env, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            args,
+            env=env,
+            cwd=self.dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         wait_until(self._bucket_ready, 60, "weed mini S3", self.proc)
         return self
 
     def _bucket_ready(self) -> bool:
+        import urllib3
         from minio import Minio
 
-        client = Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+        client = Minio(
+            self.endpoint,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            secure=False,
+            http_client=urllib3.PoolManager(retries=urllib3.Retry(total=0)),
+        )
         return bool(client.bucket_exists(self.bucket))
 
     def stop(self) -> None:
@@ -166,27 +208,35 @@ def services(root: Path, redis_port: int = 6390, s3_port: int = 8333) -> Iterato
 
 
 def main() -> None:
+    from common.settings import Settings
+
     root = Path(os.environ.get("BIPLANE_DEV_DIR", ".dev")).resolve()
     root.mkdir(parents=True, exist_ok=True)
     key_file = root / "api-key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(24))
     api_key = key_file.read_text().strip()
+    settings = Settings()
+    redis_port = int(os.environ.get("BIPLANE_DEV_REDIS_PORT", "6390"))
+    s3_port = int(os.environ.get("BIPLANE_DEV_S3_PORT", "8333"))
     started = time.monotonic()
     procs: list[subprocess.Popen[bytes]] = []
-    with services(root) as env_s:
+    with services(root, redis_port, s3_port) as env_s:
         env = {"BIPLANE_API_KEYS": api_key, "BIPLANE_API_KEY": api_key, **os.environ, **env_s}
-        ports = {"control": 8000, "worker": 8001}
+        urls = {
+            "control": f"http://127.0.0.1:{settings.control_port}",
+            "worker": f"http://127.0.0.1:{settings.worker_port}",
+        }
         try:
-            for name in ("control", "worker"):
+            for name in urls:
                 procs.append(subprocess.Popen([sys.executable, "-m", name], env=env))
-            for name, port in ports.items():
-                wait_until(lambda p=port: ready(f"http://127.0.0.1:{p}"), 120, name)  # type: ignore[misc]
+            for name, url in urls.items():
+                wait_until(lambda u=url: ready(u), 180, f"{name} /ready")
             print(
                 f"\nBiplane is up in {time.monotonic() - started:.1f}s\n"
-                f"  API      http://127.0.0.1:8000  (docs: /docs)\n"
-                f"  worker   http://127.0.0.1:8001/ready\n"
-                f"  API key  {api_key}\n"
+                f"  API      {urls['control']}  (OpenAPI docs: {urls['control']}/docs)\n"
+                f"  worker   {urls['worker']}/ready\n"
+                f"  API key  {api_key}   (also in {key_file})\n"
                 f"  Redis    {env_s['BIPLANE_REDIS_URL']}   S3 http://{env_s['BIPLANE_S3_ENDPOINT']}\n"
                 "Ctrl-C stops everything.",
                 flush=True,
@@ -195,7 +245,7 @@ def main() -> None:
                 time.sleep(0.5)
             print("a process exited; stopping the stack", file=sys.stderr)
         except KeyboardInterrupt:
-            pass
+            print("stopping", file=sys.stderr)
         finally:
             for p in procs:
                 stop_process(p, grace=15)

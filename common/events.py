@@ -29,7 +29,8 @@ return seq
 
 class EventLog:
     def __init__(self, redis: Redis, keys: Keys, maxlen: int) -> None:
-        self.redis, self.keys, self.maxlen = redis, keys, maxlen
+        self.redis: Any = redis  # redis-py types replies as unions of RESP2/3 shapes; replies are decoded where read
+        self.keys, self.maxlen = keys, maxlen
         self._emit = redis.register_script(_EMIT)
 
     async def emit(self, job_id: str, kind: EventKind, *, ttl: int = 0, **fields: Any) -> int:

@@ -7,6 +7,7 @@ outputs and "nothing of mine to run: pass it on or drop it".
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import random
@@ -43,8 +44,9 @@ class LeaseBusy(Exception):
     """Another consumer works on the job now; retry this entry later."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Watch:
+    token: str
     cancel: threading.Event = field(default_factory=threading.Event)
     #: set when the lease was lost or the process is shutting down: write nothing more, do not ack
     lost: bool = False
@@ -58,8 +60,13 @@ def state_token(job: JobRecord) -> str:
 
 class Executor:
     def __init__(
-        self, plane: Plane, settings: Settings, redis: Redis, registry: Registry,
-        storage: Storage | None, consumer: str | None = None,
+        self,
+        plane: Plane,
+        settings: Settings,
+        redis: Redis,
+        registry: Registry,
+        storage: Storage | None,
+        consumer: str | None = None,
     ) -> None:
         self.plane, self.settings, self.registry, self.storage = plane, settings, registry, storage
         keys = Keys(settings.key_prefix)
@@ -91,8 +98,7 @@ class Executor:
                 self._dispatch_due()
                 free = self.capacity - len(self.inflight)
                 if free <= 0:
-                    await asyncio.wait(list(self.inflight.values()), timeout=0.5,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(list(self.inflight.values()), timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 if time.monotonic() - last_claim > min(5.0, self.settings.claim_idle_seconds / 2):
                     last_claim = time.monotonic()
@@ -127,7 +133,7 @@ class Executor:
 
     async def _sample_depth(self) -> None:
         for plane in ("control", "data"):
-            length, pending = await self.bridge.depth(plane)  # type: ignore[arg-type]
+            length, pending = await self.bridge.depth(plane)
             metrics.STREAM_LENGTH.labels(plane).set(length)
             metrics.STREAM_PENDING.labels(plane).set(pending)
 
@@ -136,12 +142,12 @@ class Executor:
             return
         self.deferred.pop(e.id, None)
         coro = self.bridge.dead_letter(e) if isinstance(e, BadEntry) else self._handle(e, tries)
-        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+        task = asyncio.create_task(coro)
         self.inflight[e.id] = task
         metrics.BUSY.labels(self.plane).set(len(self.inflight))
-        task.add_done_callback(lambda _t, eid=e.id: self._done(eid))
+        task.add_done_callback(functools.partial(self._done, e.id))
 
-    def _done(self, entry_id: str) -> None:
+    def _done(self, entry_id: str, _task: asyncio.Task[None]) -> None:
         self.inflight.pop(entry_id, None)
         metrics.BUSY.labels(self.plane).set(len(self.inflight))
 
@@ -182,11 +188,13 @@ class Executor:
         if job.status in TERMINAL:
             await self.bridge.ack(self.plane, e.id)
             return "dropped"
-        if not await self.bridge.acquire(e.job_id, self.consumer, self.lease_ms):
+        # One token per handling: two entries of the same job in this process exclude each other too.
+        watch = _Watch(token=f"{self.consumer}/{e.id}")
+        if not await self.bridge.acquire(e.job_id, watch.token, self.lease_ms):
             raise LeaseBusy
-        watch = _Watch()
         self.watches.add(watch)
         watcher = asyncio.create_task(self._watch(e, watch))
+        watcher.add_done_callback(_log_crash)
         try:
             job = await self.store.load(e.job_id)  # re-read under the lease
             assert job is not None
@@ -201,7 +209,7 @@ class Executor:
         finally:
             self.watches.discard(watch)
             watcher.cancel()
-            await self.bridge.release(e.job_id, self.consumer)
+            await self.bridge.release(e.job_id, watch.token)
         job = await self.store.load(e.job_id)
         assert job is not None
         outcome = await self._advance(job)
@@ -214,7 +222,7 @@ class Executor:
         while True:
             await asyncio.sleep(min(WATCH_SECONDS, self.settings.lease_seconds / 3))
             try:
-                owned, canceled = await self.bridge.renew(e.job_id, self.consumer, self.lease_ms)
+                owned, canceled = await self.bridge.renew(e.job_id, watch.token, self.lease_ms)
                 if time.monotonic() - touched > self.settings.claim_idle_seconds / 3:
                     await self.bridge.touch(self.plane, self.consumer, e.id)
                     touched = time.monotonic()
@@ -233,8 +241,14 @@ class Executor:
         deps = dependencies(job)
         graph = self.graphs.get(nodes, deps)
         runtime = RoundRuntime(
-            job=job, plane=self.plane, store=self.store, registry=self.registry, settings=self.settings,
-            storage=self.storage, cancel=watch.cancel, deps=deps,
+            job=job,
+            plane=self.plane,
+            store=self.store,
+            registry=self.registry,
+            settings=self.settings,
+            storage=self.storage,
+            cancel=watch.cancel,
+            deps=deps,
         )
         done = {n.id: n.output or {} for n in job.graph.nodes if n.status == "completed"}
         progress: dict[str, float] = {}
@@ -252,9 +266,7 @@ class Executor:
             else:
                 await self._end_failed(fresh, err)
 
-    async def _relay(
-        self, job: JobRecord, event: dict, progress: dict[str, float], written: dict[str, float]
-    ) -> None:
+    async def _relay(self, job: JobRecord, event: dict, progress: dict[str, float], written: dict[str, float]) -> None:
         """Turn a task's stream-writer event into a job event (progress also lands in the record)."""
         fields = {k: v for k, v in event.items() if k != "kind" and v is not None}
         if event.get("kind") == "progress" and event.get("nodeProgress") is not None:
@@ -302,6 +314,11 @@ class Executor:
     def _finished(self, job: JobRecord, status: str) -> None:
         metrics.JOBS_FINISHED.labels(job.workflow, status).inc()
         metrics.JOB_DURATION.labels(job.workflow).observe(max(0.0, time.time() - job.created_at))
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task crashed", task=task.get_name(), error=repr(task.exception()))
 
 
 async def submit(bridge: Bridge, job: JobRecord) -> None:

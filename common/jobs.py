@@ -45,7 +45,8 @@ def _nf(node_id: str, field: str) -> str:
 
 class JobStore:
     def __init__(self, redis: Redis, keys: Keys, events: EventLog, ttl: int) -> None:
-        self.redis, self.keys, self.events, self.ttl = redis, keys, events, ttl
+        self.redis: Any = redis  # redis-py types replies as unions of RESP2/3 shapes; replies are decoded where read
+        self.keys, self.events, self.ttl = keys, events, ttl
         self._transition = redis.register_script(_TRANSITION)
 
     async def create(self, graph: GraphDocument, owner: str | None = None, job_id: str | None = None) -> JobRecord:
@@ -103,9 +104,7 @@ class JobStore:
     async def set_status(self, job_id: str, status: JobStatus, error: str | None = None) -> bool:
         """Move the job to status (never out of a final one) and emit a `status` event when it moved."""
         ttl = self.ttl if status in TERMINAL else 0
-        moved = await self._transition(
-            keys=[self.keys.job(job_id)], args=[status, repr(time.time()), error or "", ttl]
-        )
+        moved = await self._transition(keys=[self.keys.job(job_id)], args=[status, repr(time.time()), error or "", ttl])
         if int(moved) == 1:
             await self.events.emit(job_id, "status", status=status, error=error, ttl=ttl)
             return True

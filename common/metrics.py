@@ -6,12 +6,16 @@ from prometheus_client import Counter, Gauge, Histogram
 
 JOBS_FINISHED = Counter("biplane_jobs_finished_total", "Jobs that reached a final status", ["workflow", "status"])
 JOB_DURATION = Histogram(
-    "biplane_job_duration_seconds", "Submit to final status", ["workflow"],
+    "biplane_job_duration_seconds",
+    "Submit to final status",
+    ["workflow"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
 NODES = Counter("biplane_nodes_total", "Node runs by outcome", ["plane", "service", "status"])
 NODE_DURATION = Histogram(
-    "biplane_node_duration_seconds", "Node run time", ["plane", "service"],
+    "biplane_node_duration_seconds",
+    "Node run time",
+    ["plane", "service"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
 ENTRIES = Counter("biplane_stream_entries_total", "Stream entries handled", ["plane", "outcome"])

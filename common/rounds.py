@@ -77,8 +77,8 @@ def ready_nodes(job: JobRecord, plane: Plane) -> list[Node]:
 def next_plane(job: JobRecord) -> Plane | None:
     """The plane that has a node ready to run now, control first."""
     for plane in ("control", "data"):
-        if ready_nodes(job, plane):  # type: ignore[arg-type]
-            return plane  # type: ignore[return-value]
+        if ready_nodes(job, plane):
+            return plane
     return None
 
 
@@ -110,15 +110,25 @@ class RoundRuntime:
         except ValidationError as e:
             raise NodeError(node_id, f"invalid params: {e}") from e
         ctx = TaskContext(
-            job_id=self.job.job_id, node_id=node_id, service=node.service, attempt=attempt,
-            settings=self.settings, storage=self.storage, context=dict(self.job.graph.context or {}),
-            inputs={d: state["outputs"].get(d, {}) for d in self.deps[node_id]}, emit=write, cancel=self.cancel,
+            job_id=self.job.job_id,
+            node_id=node_id,
+            service=node.service,
+            attempt=attempt,
+            settings=self.settings,
+            storage=self.storage,
+            context=dict(self.job.graph.context or {}),
+            inputs={d: state["outputs"].get(d, {}) for d in self.deps[node_id]},
+            emit=write,
+            cancel=self.cancel,
         )
         started = time.monotonic()
         bound = log.bind(job_id=self.job.job_id, node=node_id, service=node.service, attempt=attempt)
         bound.info("node started")
         try:
-            result = await task.fn(ctx, params) if task.is_async else await asyncio.to_thread(task.fn, ctx, params)
+            if task.is_async:
+                result = await task.fn(ctx, params)  # type: ignore[misc]
+            else:
+                result = await asyncio.to_thread(task.fn, ctx, params)
             output = dict(result or {})
             json.dumps(output)  # outputs travel as JSON: fail here, not in Redis
         except JobCanceled as e:
@@ -154,7 +164,11 @@ class RoundGraphs:
 
     def __init__(self, max_attempts: int, max_cached: int = 256) -> None:
         self.policy = RetryPolicy(
-            max_attempts=max_attempts, initial_interval=0.5, backoff_factor=2.0, max_interval=10.0, jitter=True,
+            max_attempts=max_attempts,
+            initial_interval=0.5,
+            backoff_factor=2.0,
+            max_interval=10.0,
+            jitter=True,
             retry_on=lambda e: isinstance(e, NodeError) and e.retryable,
         )
         self.max_cached = max_cached

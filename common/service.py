@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -35,12 +36,17 @@ class PlaneState:
     executor: Executor
 
 
-Hook = Callable[[PlaneState], Awaitable[None]]
+Hook = Callable[[PlaneState], Coroutine[Any, Any, None]]
 
 
 def create_plane_app(
-    plane: Plane, settings: Settings, registry: Registry, *, title: str,
-    background: tuple[Hook, ...] = (), on_stop: tuple[Hook, ...] = (),
+    plane: Plane,
+    settings: Settings,
+    registry: Registry,
+    *,
+    title: str,
+    background: tuple[Hook, ...] = (),
+    on_stop: tuple[Hook, ...] = (),
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs the plane's executor (and background hooks) until shutdown."""
 

@@ -126,11 +126,15 @@ class Storage:
             with path.open("rb") as f:
                 return self._put_once(key, f, content_type or _guess(key), path.stat().st_size)
 
-        return self._call(upload)  # type: ignore[no-any-return]
+        return self._call(upload)
 
     def put_stream(
-        self, key: str, stream: IO[bytes], content_type: str | None = None,
-        length: int = -1, limit: int | None = None,
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str | None = None,
+        length: int = -1,
+        limit: int | None = None,
     ) -> ArtifactMeta:
         """Upload a stream once (no retry: it cannot be rewound in general), hashing as it goes."""
         try:
@@ -141,7 +145,12 @@ class Storage:
             raise StorageError(f"S3 unreachable: {e!r}") from e
 
     def _put_once(
-        self, key: str, stream: IO[bytes], content_type: str, length: int, limit: int | None = None,
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str,
+        length: int,
+        limit: int | None = None,
     ) -> ArtifactMeta:
         if length >= 0 and length <= PART_SIZE:
             # Small: hash first so the sha256 can travel as object metadata in the same request.
@@ -150,18 +159,32 @@ class Storage:
                 raise StorageError(f"stream exceeds {limit} bytes")
             sha = hashlib.sha256(data).hexdigest()
             self.client.put_object(
-                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type,
+                self.bucket,
+                key,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type,
                 metadata={_SHA_META: sha},
             )
             return ArtifactMeta(key=key, size=len(data), sha256=sha, content_type=content_type, created=time.time())
         reader = _HashingReader(stream, limit)
-        self.client.put_object(self.bucket, key, reader, -1, content_type=content_type, part_size=PART_SIZE)
+        self.client.put_object(
+            self.bucket,
+            key,
+            reader,  # type: ignore[arg-type]
+            -1,
+            content_type=content_type,
+            part_size=PART_SIZE,
+        )
         sha = reader.sha.hexdigest()
         # The hash is known only after the body went up: record it with a server-side self-copy.
         from minio.commonconfig import REPLACE, CopySource
 
         self.client.copy_object(
-            self.bucket, key, CopySource(self.bucket, key), metadata={_SHA_META: sha},
+            self.bucket,
+            key,
+            CopySource(self.bucket, key),
+            metadata={_SHA_META: sha},
             metadata_directive=REPLACE,
         )
         return ArtifactMeta(key=key, size=reader.size, sha256=sha, content_type=content_type, created=time.time())
@@ -174,7 +197,10 @@ class Storage:
             raise StorageError(f"object {key} has no sha256 metadata")
         created = st.last_modified.timestamp() if st.last_modified else time.time()
         return ArtifactMeta(
-            key=key, size=st.size or 0, sha256=sha, content_type=st.content_type or "application/octet-stream",
+            key=key,
+            size=st.size or 0,
+            sha256=sha,
+            content_type=st.content_type or "application/octet-stream",
             created=created,
         )
 
@@ -187,7 +213,7 @@ class Storage:
                 resp.close()
                 resp.release_conn()
 
-        return self._call(get)  # type: ignore[no-any-return]
+        return self._call(get)
 
     def download(self, key: str, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

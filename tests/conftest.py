@@ -100,8 +100,9 @@ class Plane:
 
     def start(self) -> Plane:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=ROOT,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module], env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
         try:
             wait_until(lambda: ready(self.url), 60, f"{self.module} /ready", self.proc)
         except Exception as e:

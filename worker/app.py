@@ -37,7 +37,10 @@ async def heartbeat(state: PlaneState) -> None:
     versions = _versions()
     while True:
         manifest = state.registry.manifest(
-            "data", instance=state.executor.consumer, versions=versions, ts=time.time(),
+            "data",
+            instance=state.executor.consumer,
+            versions=versions,
+            ts=time.time(),
         )
         try:
             await state.executor.bridge.heartbeat(manifest)
@@ -52,6 +55,10 @@ async def forget(state: PlaneState) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     return create_plane_app(
-        "data", settings, build_registry(settings), title="Biplane worker",
-        background=(heartbeat,), on_stop=(forget,),
+        "data",
+        settings,
+        build_registry(settings),
+        title="Biplane worker",
+        background=(heartbeat,),
+        on_stop=(forget,),
     )

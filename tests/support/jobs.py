@@ -92,3 +92,10 @@ class Harness:
         job = await self.store.load(job_id)
         assert job is not None
         return job
+
+
+async def eventually(check: Any, timeout: float = 20, interval: float = 0.1) -> None:
+    """Await check() until it returns truthy (for state that has no event, like stream acks)."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(interval)

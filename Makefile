@@ -1,0 +1,52 @@
+# Biplane: `make run` starts the whole stack, `make test` runs every check. Both install what is missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+EXTRAS ?= control,worker,frontend,dev
+# torch: on a machine without CUDA take the pinned CPU build first (an open range pulls a multi-GB CUDA build).
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: help install system run test lint typecheck pytest codegen bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c 'import torch' 2>/dev/null; then \
+		echo "no CUDA here: installing the CPU build $(TORCH_CPU)"; $(PIP) install -q $(TORCH_CPU); fi
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install Biplane with every extra
+
+system: ## install missing system packages (redis-server)
+	@infra/dev/system-deps.sh
+
+run: system install ## start Redis, S3, control and worker in the foreground (Ctrl-C stops all)
+	$(PY) -m common.devstack
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy
+	$(VENV)/bin/mypy
+
+pytest: system install ## the test suite (real Redis, S3 and processes)
+	$(PY) -m pytest
+
+test: lint typecheck pytest ## everything CI runs
+
+codegen: install ## regenerate common/models from common/schemas
+	$(PY) codegen/generate.py
+
+bench: system install ## benchmarks (print figures; never part of make test)
+	$(PY) -m bench
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache

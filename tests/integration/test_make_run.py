@@ -1,0 +1,60 @@
+"""`make run` brings control and worker to /ready on the embedded Redis and S3, and Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import httpx
+
+from common.devstack import free_port
+from tests.conftest import ROOT
+
+
+def test_make_run_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("CONTROL_PORT", "WORKER_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
+    env.update({f"BIPLANE_{k}": str(v) for k, v in ports.items()})
+    env["BIPLANE_DEV_DIR"] = str(tmp_path / "dev")
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    up = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Biplane is up" in line:
+                up.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert up.wait(240), "stack did not come up:\n" + "".join(lines[-60:])
+        for port in (ports["CONTROL_PORT"], ports["WORKER_PORT"]):
+            resp = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["checks"] == {"redis": True, "s3": True, "executor": True}
+        key = (tmp_path / "dev" / "api-key").read_text().strip()
+        reader.join(timeout=1)
+        assert any(key in line for line in lines), "the API key is printed"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    for port in (ports["CONTROL_PORT"], ports["WORKER_PORT"], ports["DEV_REDIS_PORT"], ports["DEV_S3_PORT"]):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            raise AssertionError(f"port {port} still answers after Ctrl-C")
+        except httpx.TransportError:
+            pass
