@@ -29,6 +29,7 @@ if not cur then return -1 end
 if cur == 'completed' or cur == 'failed' or cur == 'canceled' then return 0 end
 if cur == ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[2])
+if ARGV[1] == 'completed' then redis.call('HSET', KEYS[1], 'progress', '1') end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
 if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return 1
@@ -49,7 +50,9 @@ class JobStore:
         self.keys, self.events, self.ttl = keys, events, ttl
         self._transition = redis.register_script(_TRANSITION)
 
-    async def create(self, graph: GraphDocument, owner: str | None = None, job_id: str | None = None) -> JobRecord:
+    async def create(
+        self, graph: GraphDocument, owner: str | None = None, job_id: str | None = None, webhook: str | None = None
+    ) -> JobRecord:
         """Store a new queued job; the graph's node state fields are reset."""
         job_id = job_id or graph.job_id or new_job_id()
         now = time.time()
@@ -62,6 +65,7 @@ class JobStore:
             "createdAt": repr(now),
             "updatedAt": repr(now),
             "progress": "0",
+            "webhook": webhook or "",
         }
         async with self.redis.pipeline(transaction=True) as p:
             p.hset(self.keys.job(job_id), mapping=fields)
@@ -93,6 +97,7 @@ class JobStore:
                 "workflow": h["workflow"],
                 "status": h["status"],
                 "owner": h.get("owner") or None,
+                "webhook": h.get("webhook") or None,
                 "progress": float(h.get("progress", 0)),
                 "error": h.get("error") or None,
                 "createdAt": float(h["createdAt"]),
@@ -140,6 +145,22 @@ class JobStore:
             mapping[_nf(node_id, "error")] = error
         await self.redis.hset(self.keys.job(job_id), mapping=mapping)
         await self.events.emit(job_id, "node", nodeId=node_id, status=status, error=error)
+
+    async def load_many(self, job_ids: list[str]) -> list[JobRecord]:
+        records = [await self.load(j) for j in job_ids]
+        return [r for r in records if r is not None]
+
+    async def page(self, owner: str, before: float | None, limit: int) -> list[tuple[str, float]]:
+        """(job id, created) of owner's jobs, newest first, created strictly before `before`."""
+        rows = await self.redis.zrevrangebyscore(
+            self.keys.owner_index(owner),
+            f"({before!r}" if before is not None else "+inf",
+            "-inf",
+            start=0,
+            num=limit,
+            withscores=True,
+        )
+        return [(k.decode(), float(score)) for k, score in rows]
 
     async def set_progress(self, job_id: str, node_id: str, node_progress: float, overall: float) -> None:
         await self.redis.hset(

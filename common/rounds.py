@@ -143,6 +143,7 @@ class RoundRuntime:
             retry = attempt < self.settings.max_node_attempts and not self.cancel.is_set()
             raise NodeError(node_id, f"{type(e).__name__}: {e}", retryable=retry) from e
         await self.store.node_completed(self.job.job_id, node_id, output)
+        write({"kind": "progress", "nodeId": node_id, "nodeProgress": 1.0})  # overall progress moves on
         elapsed = time.monotonic() - started
         metrics.NODES.labels(self.plane, node.service, "completed").inc()
         metrics.NODE_DURATION.labels(self.plane, node.service).observe(elapsed)

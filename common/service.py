@@ -34,6 +34,7 @@ class PlaneState:
     storage: Storage
     registry: Registry
     executor: Executor
+    app: FastAPI
 
 
 Hook = Callable[[PlaneState], Coroutine[Any, Any, None]]
@@ -47,6 +48,7 @@ def create_plane_app(
     title: str,
     background: tuple[Hook, ...] = (),
     on_stop: tuple[Hook, ...] = (),
+    setup: Callable[[FastAPI, PlaneState], None] | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs the plane's executor (and background hooks) until shutdown."""
 
@@ -59,8 +61,10 @@ def create_plane_app(
         except Exception as e:  # S3 may come up later; /ready reports it meanwhile
             log.warning("bucket check failed at start", error=repr(e))
         executor = Executor(plane, settings, redis, registry, storage)
-        state = PlaneState(plane, settings, redis, storage, registry, executor)
+        state = PlaneState(plane, settings, redis, storage, registry, executor, app)
         app.state.plane = state
+        if setup is not None:
+            setup(app, state)
         tasks = [asyncio.create_task(executor.run(), name=f"{plane}-executor")]
         tasks += [asyncio.create_task(hook(state), name=hook.__name__) for hook in background]
         log.info("plane started", plane=plane, consumer=executor.consumer, services=[t.name for t in registry])

@@ -51,10 +51,24 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0)
     task_modules: str = ""  # extra comma-separated modules exposing a `registry` (plugins, tests)
 
+    # Control-plane API
+    rate_limit_per_minute: int = Field(60, ge=1)  # job submissions per API key per minute
+    webhook_secret: SecretStr = SecretStr("")  # whsec_<base64>; empty = derived from the first API key
+    webhook_timeout_seconds: float = 5.0
+    webhook_retry_seconds: float = 60.0  # total budget of webhook retries with backoff
+    cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser
+    s3_public_endpoint: str = ""  # host:port clients use to fetch presigned URLs (default: s3_endpoint)
+    ws_max_message_bytes: int = 64 * 1024
+    ws_max_subscriptions: int = 100
+    ws_heartbeat_seconds: float = 15.0
+
     # Limits
     max_upload_file_bytes: int = 20 * 1024 * 1024
     max_upload_total_bytes: int = 200 * 1024 * 1024
     max_images: int = 50
+    max_clips: int = 20
+    max_prompt_chars: int = 1000
+    max_graph_bytes: int = 256 * 1024
     max_graph_nodes: int = 64
     max_graph_edges: int = 256
 
@@ -68,6 +82,9 @@ class Settings(BaseSettings):
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def task_module_list(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]

@@ -74,6 +74,15 @@ class Storage:
             region=settings.s3_region,
             http_client=http,
         )
+        # Presigned URLs are bound to the host the client will use; an explicit region means signing never
+        # has to ask the server for it.
+        self.presigner = Minio(
+            settings.s3_public_endpoint or settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            secure=settings.s3_secure,
+            region=settings.s3_region or "us-east-1",
+        )
 
     def _retrying(self) -> Retrying:
         return Retrying(
@@ -230,7 +239,7 @@ class Storage:
         self._call(self.client.remove_object, self.bucket, key)
 
     def presigned_get(self, key: str, expires: timedelta | None = None) -> str:
-        return str(self.client.presigned_get_object(self.bucket, key, expires=expires or self.presign))
+        return str(self.presigner.presigned_get_object(self.bucket, key, expires=expires or self.presign))
 
 
 def _guess(key: str) -> str:

@@ -1,20 +1,80 @@
-"""Assembles the control plane's FastAPI app."""
+"""Assembles the control plane: plane shell + REST routes + WebSocket hub + webhooks."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from common.keys import Keys
 from common.registry import Registry, load_modules
-from common.service import create_plane_app
+from common.service import PlaneState, create_plane_app
 from common.settings import Settings
+from control import errors
+from control.deps import Control
+from control.hub import Hub
+from control.metrics import HttpMetrics
+from control.planner import Planner
+from control.routes import jobs, meta, submit, ws
 from control.tasks import registry as control_tasks
+from control.uploads import FORM_OVERHEAD, BodyLimit
+from control.webhooks import Webhooks
 
 
 def build_registry(settings: Settings) -> Registry:
-    """Control tasks plus any plugin modules named in BIPLANE_TASK_MODULES (their control-plane part)."""
-    registry = Registry().merge(control_tasks)
-    return registry.merge(load_modules(settings.task_module_list()))
+    """Control tasks plus plugin modules named in BIPLANE_TASK_MODULES (known to the planner)."""
+    return Registry().merge(control_tasks).merge(load_modules(settings.task_module_list()))
+
+
+def _setup(app: FastAPI, state: PlaneState) -> None:
+    ex = state.executor
+    hub = Hub(state.redis, Keys(state.settings.key_prefix), ex.events)
+    webhooks = Webhooks(state.settings, ex.store, Keys(state.settings.key_prefix))
+    hub.listeners.append(webhooks.on_event)
+    app.state.control = Control(
+        settings=state.settings,
+        keys=Keys(state.settings.key_prefix),
+        store=ex.store,
+        events=ex.events,
+        bridge=ex.bridge,
+        storage=state.storage,
+        hub=hub,
+        planner=Planner(state.settings, state.registry),
+        plane=state,
+    )
+    app.state.webhooks = webhooks
+
+
+async def run_hub(state: PlaneState) -> None:
+    control: Control = state.app.state.control
+    await control.hub.run()
+
+
+async def stop_webhooks(state: PlaneState) -> None:
+    await state.app.state.webhooks.close()
 
 
 def create_app(settings: Settings) -> FastAPI:
-    return create_plane_app("control", settings, build_registry(settings), title="Biplane control plane")
+    app = create_plane_app(
+        "control",
+        settings,
+        build_registry(settings),
+        title="Biplane control plane",
+        setup=_setup,
+        background=(run_hub,),
+        on_stop=(stop_webhooks,),
+    )
+    app.include_router(submit.router)
+    app.include_router(jobs.router)
+    app.include_router(meta.router)
+    app.include_router(ws.router)
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_total_bytes + FORM_OVERHEAD)
+    app.add_middleware(HttpMetrics)
+    if settings.cors_origin_list():
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list(),
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    return app

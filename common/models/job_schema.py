@@ -33,3 +33,7 @@ class JobRecord(BaseModel):
     """
     updated_at: float = Field(..., alias="updatedAt")
     graph: graph_schema.GraphDocument
+    webhook: str | None = Field(None, max_length=2000)
+    """
+    URL that receives signed (Standard Webhooks) started/completed/failed/canceled deliveries.
+    """

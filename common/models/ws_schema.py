@@ -12,23 +12,31 @@ from . import event_schema, job_schema
 
 class ClientMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    action: Literal["subscribe", "unsubscribe", "ping"]
+    action: Literal["auth", "subscribe", "unsubscribe", "ping"]
     job_id: str | None = Field(None, alias="jobId", max_length=64)
     since: int | None = Field(None, ge=0)
     """
     Replay every event with seq greater than this.
     """
+    token: str | None = Field(None, max_length=256)
+    """
+    API key, for the auth action (or use ?token= on connect).
+    """
 
 
 class ServerMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    type: Literal["subscribed", "unsubscribed", "event", "error", "heartbeat", "pong"]
+    type: Literal["ready", "subscribed", "unsubscribed", "event", "error", "heartbeat", "pong"]
     job_id: str | None = Field(None, alias="jobId")
     job: job_schema.JobRecord | None = None
     event: event_schema.Event | None = None
     code: str | None = None
     message: str | None = None
     ts: float | None = None
+    seq: int | None = None
+    """
+    subscribed: the job's last event seq when the snapshot was taken.
+    """
 
 
 WsProtocol = TypeAliasType("WsProtocol", Annotated[ClientMessage | ServerMessage, Field(..., title="WsProtocol")])

@@ -1,5 +1,6 @@
-"""Control-plane tasks (run by the control executor)."""
+"""Control-plane tasks (run by the control executor): prepare_assets and publish_artifacts."""
 
-from common.registry import Registry
+from control.tasks.assets import registry as _assets
+from control.tasks.publish import registry as _publish
 
-registry = Registry()
+registry = _assets.merge(_publish)

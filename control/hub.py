@@ -1,0 +1,120 @@
+"""WebSocket/SSE fan-out: ONE Redis Pub/Sub subscription per process, per-job queues, gap-free replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, TimeoutError
+
+from common.events import EventLog
+from common.keys import Keys
+
+log = structlog.get_logger(__name__)
+
+#: Put in a follower's queue when live events may have been missed (overflow, Redis reconnect).
+RESYNC: dict[str, Any] = {"resync": True}
+FINAL = frozenset({"completed", "failed", "canceled"})
+
+
+class Follower:
+    """One subscriber of one job: a bounded queue of raw event dicts."""
+
+    def __init__(self, job_id: str, size: int) -> None:
+        self.job_id = job_id
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self.overflowed = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True  # the reader fills the gap from the replay stream
+
+
+class Hub:
+    def __init__(self, redis: Redis, keys: Keys, events: EventLog, queue_size: int = 2000) -> None:
+        self.redis, self.keys, self.events, self.queue_size = redis, keys, events, queue_size
+        self._followers: dict[str, set[Follower]] = defaultdict(set)
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # see every event (webhooks)
+        self.connected = asyncio.Event()
+
+    def open(self, job_id: str) -> Follower:
+        f = Follower(job_id, self.queue_size)
+        self._followers[job_id].add(f)
+        return f
+
+    def close(self, f: Follower) -> None:
+        subs = self._followers.get(f.job_id)
+        if subs is not None:
+            subs.discard(f)
+            if not subs:
+                del self._followers[f.job_id]
+
+    async def run(self) -> None:
+        """Listen on the events channel forever; after a Redis outage every follower resyncs."""
+        backoff = 0.1
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.events_channel())
+                self.connected.set()
+                backoff = 0.1
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self._dispatch(message["data"])
+            except (ConnectionError, TimeoutError, OSError) as e:
+                self.connected.clear()
+                log.warning("hub lost redis; resubscribing", error=repr(e), backoff=backoff)
+                for subs in self._followers.values():
+                    for f in subs:
+                        f.offer(RESYNC)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await pubsub.aclose()
+
+    def _dispatch(self, raw: bytes) -> None:
+        event = json.loads(raw)
+        for f in self._followers.get(event.get("jobId", ""), ()):
+            f.offer(event)
+        for listener in self.listeners:
+            listener(event)
+
+    async def follow(self, job_id: str, since: int) -> AsyncGenerator[dict[str, Any], None]:
+        """Every event of the job with seq > since, in order and without gaps, until its final status."""
+        f = self.open(job_id)
+        last = since
+        try:
+            for ev in await self.events.replay(job_id, since):
+                yield _wire(ev)
+                last = ev.seq
+                if ev.kind == "status" and ev.status in FINAL:
+                    return
+            while True:
+                item = await f.queue.get()
+                if item is RESYNC or f.overflowed or item.get("seq", 0) > last + 1:
+                    f.overflowed = False
+                    for ev in await self.events.replay(job_id, last):
+                        yield _wire(ev)
+                        last = ev.seq
+                        if ev.kind == "status" and ev.status in FINAL:
+                            return
+                    continue
+                if item["seq"] <= last:
+                    continue
+                yield item
+                last = item["seq"]
+                if item.get("kind") == "status" and item.get("status") in FINAL:
+                    return
+        finally:
+            self.close(f)
+
+
+def _wire(ev: Any) -> dict[str, Any]:
+    return dict(ev.model_dump(by_alias=True, exclude_none=True, mode="json"))

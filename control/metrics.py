@@ -1,0 +1,63 @@
+"""Control-plane metrics: HTTP, submissions, WebSocket hub, live workers (job ids never become labels)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter("biplane_http_requests_total", "HTTP requests", ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "biplane_http_request_duration_seconds",
+    "HTTP request latency",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+JOBS_SUBMITTED = Counter("biplane_jobs_submitted_total", "Jobs accepted", ["workflow"])
+WS_CLIENTS = Gauge("biplane_ws_clients", "Open WebSocket connections")
+WS_MESSAGES = Counter("biplane_ws_messages_total", "WebSocket messages", ["direction", "type"])
+WS_SEND_ERRORS = Counter("biplane_ws_send_errors_total", "WebSocket sends that failed")
+EVENT_DELIVERY = Histogram(
+    "biplane_event_delivery_seconds",
+    "Event publish to WebSocket send",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+WORKERS_ALIVE = Gauge("biplane_workers_alive", "Workers with a fresh heartbeat")
+
+
+class HttpMetrics:
+    """Counts requests by route template (never the raw path, which holds job ids)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = _route_of(scope)
+        status = 500
+        started = time.perf_counter()
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            HTTP_LATENCY.labels(route, scope["method"]).observe(time.perf_counter() - started)
+
+
+def _route_of(scope: Scope) -> str:
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "other"))
+    return "unmatched"

@@ -1,0 +1,167 @@
+"""Plans jobs from workflow templates and validates any graph; each failure names its JSON pointer."""
+
+from __future__ import annotations
+
+import graphlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ValidationError
+
+from common.errors import PlanError
+from common.models.graph_schema import GraphDocument, Plane
+from common.models.manifest_schema import CapabilityManifest
+from common.registry import Registry
+from common.services import CATALOG
+from common.settings import Settings
+from control.errors import pointer_of
+
+#: Workflow templates: node id -> (service, dependencies). Node ids double as S3 folder names.
+TEMPLATES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "lora": {
+        "prepare": ("prepare_assets", ()),
+        "train_lora": ("train_lora", ("prepare",)),
+        "publish": ("publish_artifacts", ("train_lora",)),
+    },
+    "voice": {
+        "prepare": ("prepare_assets", ()),
+        "train_voice": ("train_voice", ("prepare",)),
+        "publish": ("publish_artifacts", ("train_voice",)),
+    },
+    "video": {
+        "render_video": ("render_video", ()),
+        "publish": ("publish_artifacts", ("render_video",)),
+    },
+    "studio": {
+        "prepare": ("prepare_assets", ()),
+        "train_lora": ("train_lora", ("prepare",)),
+        "train_voice": ("train_voice", ("prepare",)),
+        "render_video": ("render_video", ("train_lora", "train_voice")),
+        "publish": ("publish_artifacts", ("render_video",)),
+    },
+}
+
+#: How much of the bar each service is worth (training dominates).
+WEIGHTS = {"prepare_assets": 0.5, "publish_artifacts": 0.25, "train_lora": 6, "train_voice": 3, "render_video": 3}
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    plane: Plane
+    model: type[BaseModel] | None  # built-in or locally registered
+    schema: dict[str, Any] | None  # from a worker manifest (plugins only known to workers)
+
+
+class Planner:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings, self.registry = settings, registry
+
+    def services(self, manifests: Iterable[CapabilityManifest] = ()) -> dict[str, Service]:
+        """Everything a graph may name: built-ins, locally registered tasks, and live workers' services."""
+        known = {name: Service(name, plane, model, None) for name, (plane, model) in CATALOG.items()}
+        for task in self.registry:
+            known[task.name] = Service(task.name, task.plane, task.params, None)
+        for m in manifests:
+            for cap in m.services:
+                if cap.service not in known:
+                    known[cap.service] = Service(cap.service, cap.plane, None, cap.params)
+        return known
+
+    def build(self, workflow: str, params: dict[str, dict[str, Any]], context: dict[str, Any]) -> GraphDocument:
+        """A graph from a template; params by service name."""
+        template = TEMPLATES.get(workflow)
+        if template is None:
+            raise PlanError(f"unknown workflow {workflow!r}; one of {sorted(TEMPLATES)}", pointer="/workflow")
+        nodes, edges = [], []
+        for node_id, (service, deps) in template.items():
+            plane = CATALOG[service][0]
+            nodes.append(
+                {
+                    "id": node_id,
+                    "service": service,
+                    "plane": plane,
+                    "params": params.get(service, {}),
+                    "progressWeight": WEIGHTS.get(service, 1),
+                }
+            )
+            edges += [{"from": d, "to": node_id} for d in deps]
+        doc = {
+            "schemaVersion": "biplane.graph.v1",
+            "workflow": workflow,
+            "context": context,
+            "nodes": nodes,
+            "edges": edges,
+        }
+        return self.validate(doc)
+
+    def validate(self, doc: Any, manifests: Iterable[CapabilityManifest] = ()) -> GraphDocument:
+        """Parse and check a graph document; raise PlanError with the offending JSON pointer."""
+        size = len(json.dumps(doc, separators=(",", ":")))
+        if size > self.settings.max_graph_bytes:
+            raise PlanError(f"graph is {size} bytes; the limit is {self.settings.max_graph_bytes}", pointer="")
+        if isinstance(doc, dict):
+            if len(doc.get("nodes") or []) > self.settings.max_graph_nodes:
+                raise PlanError(f"more than {self.settings.max_graph_nodes} nodes", pointer="/nodes")
+            if len(doc.get("edges") or []) > self.settings.max_graph_edges:
+                raise PlanError(f"more than {self.settings.max_graph_edges} edges", pointer="/edges")
+        try:
+            graph = GraphDocument.model_validate(doc)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise PlanError(f"{err['msg']}", pointer=pointer_of(err["loc"])) from e
+        self._check_structure(graph)
+        self._check_services(graph, self.services(manifests))
+        return graph
+
+    def _check_structure(self, graph: GraphDocument) -> None:
+        index: dict[str, int] = {}
+        for i, n in enumerate(graph.nodes):
+            if n.id in index:
+                raise PlanError(f"duplicate node id {n.id!r}", pointer=f"/nodes/{i}/id")
+            index[n.id] = i
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter({n.id: () for n in graph.nodes})
+        seen: set[tuple[str, str]] = set()
+        for i, e in enumerate(graph.edges):
+            for end, name in (("from", e.from_), ("to", e.to)):
+                if name not in index:
+                    raise PlanError(f"edge {end} unknown node {name!r}", pointer=f"/edges/{i}/{end}")
+            if e.from_ == e.to or (e.from_, e.to) in seen:
+                raise PlanError(f"self or duplicate edge {e.from_}->{e.to}", pointer=f"/edges/{i}")
+            seen.add((e.from_, e.to))
+            sorter.add(e.to, e.from_)
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as e:
+            cycle = " -> ".join(e.args[1])
+            raise PlanError(f"the graph has a cycle: {cycle}", pointer="/edges") from e
+
+    def _check_services(self, graph: GraphDocument, known: dict[str, Service]) -> None:
+        for i, n in enumerate(graph.nodes):
+            svc = known.get(n.service)
+            if svc is None:
+                raise PlanError(f"unknown service {n.service!r}", pointer=f"/nodes/{i}/service")
+            if svc.plane != n.plane:
+                raise PlanError(f"service {n.service!r} runs on the {svc.plane} plane", pointer=f"/nodes/{i}/plane")
+            params = n.params or {}
+            if svc.model is not None:
+                try:
+                    svc.model.model_validate(params)
+                except ValidationError as e:
+                    err = e.errors()[0]
+                    raise PlanError(
+                        f"invalid params for {n.service}: {err['msg']}",
+                        pointer=f"/nodes/{i}/params{pointer_of(err['loc'])}",
+                    ) from e
+            elif svc.schema is not None:
+                error = jsonschema.exceptions.best_match(
+                    jsonschema.Draft202012Validator(svc.schema).iter_errors(params)
+                )
+                if error is not None:
+                    raise PlanError(
+                        f"invalid params for {n.service}: {error.message}",
+                        pointer=f"/nodes/{i}/params{pointer_of(list(error.absolute_path))}",
+                    )

@@ -1,0 +1,180 @@
+"""`/ws`: subscribe to jobs, get a snapshot, then every event; replay by seq after a reconnect.
+
+Protocol (common/schemas/ws.schema.json): the client authenticates with `?token=` or a first
+`{"action": "auth", "token": ...}` frame, then sends `subscribe` (`jobId`, optional `since`), `unsubscribe`
+or `ping`. The server sends `ready`, `subscribed` (job snapshot + seq), `event`, `unsubscribed`, `error`
+(connection kept), `heartbeat` and `pong`. Unauthenticated sockets are closed with 4401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from common.models.ws_schema import ClientMessage
+from control import metrics
+from control.auth import authenticate
+from control.deps import Control
+from control.errors import ApiError
+
+log = structlog.get_logger(__name__)
+router = APIRouter()
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_SLOW = 1013  #: the client does not read fast enough; it reconnects and replays
+OUTBOX = 10_000
+_CLOSE = "__close__"  #: outbox sentinel: close the socket after what is queued
+
+
+class Session:
+    """One socket: a single writer task drains the outbox, one forwarder task per subscription."""
+
+    def __init__(self, ws: WebSocket, c: Control) -> None:
+        self.ws, self.c = ws, c
+        self.owner: str | None = None
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX)
+        self.subs: dict[str, asyncio.Task[None]] = {}
+        self.closed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self.closed = True  # the writer closes with CLOSE_SLOW
+
+    def error(self, code: str, message: str, job_id: str | None = None) -> None:
+        self.send({"type": "error", "code": code, "message": message, "jobId": job_id})
+
+    async def writer(self) -> None:
+        while not self.closed:
+            message = await self.outbox.get()
+            if message["type"] == _CLOSE:
+                self.closed = True
+                await self.ws.close(message["code"])
+                return
+            event = message.get("event")
+            try:
+                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+            except Exception as e:  # the peer went away; reading ends the session
+                metrics.WS_SEND_ERRORS.inc()
+                log.info("ws send failed", error=repr(e))
+                self.closed = True
+                return
+            metrics.WS_MESSAGES.labels("out", message["type"]).inc()
+            if event is not None:
+                metrics.EVENT_DELIVERY.observe(max(0.0, time.time() - event["ts"]))
+        if self.outbox.full():
+            await self.ws.close(CLOSE_SLOW)
+
+    def close_after_pending(self, code: int) -> None:
+        """Send what is queued (e.g. the error frame), then close with code."""
+        self.outbox.put_nowait({"type": _CLOSE, "code": code})
+
+    async def heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.c.settings.ws_heartbeat_seconds)
+            self.send({"type": "heartbeat", "ts": time.time()})
+
+    async def handle(self, raw: str) -> bool:
+        """Handle one client frame; False when the socket must close."""
+        if len(raw) > self.c.settings.ws_max_message_bytes:
+            self.error("too_large", f"frames are limited to {self.c.settings.ws_max_message_bytes} bytes")
+            return True
+        try:
+            msg = ClientMessage.model_validate_json(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            code = "invalid_json" if first["type"] == "json_invalid" else "invalid_message"
+            self.error(code, first["msg"])
+            return True
+        metrics.WS_MESSAGES.labels("in", msg.action).inc()
+        if msg.action == "auth" or self.owner is None:
+            return self.authenticate(msg.token if msg.action == "auth" else None)
+        if msg.action == "ping":
+            self.send({"type": "pong", "ts": time.time()})
+        elif msg.action == "subscribe":
+            await self.subscribe(msg.job_id, msg.since)
+        elif msg.action == "unsubscribe":
+            task = self.subs.pop(msg.job_id or "", None)
+            if task is not None:
+                task.cancel()
+            self.send({"type": "unsubscribed", "jobId": msg.job_id})
+        return True
+
+    def authenticate(self, token: str | None) -> bool:
+        try:
+            self.owner = authenticate(self.c.settings, token)
+        except ApiError:
+            self.error("unauthorized", 'authenticate with ?token= or {"action": "auth", "token": ...}')
+            return False
+        self.send({"type": "ready", "ts": time.time()})
+        return True
+
+    async def subscribe(self, job_id: str | None, since: int | None) -> None:
+        if not job_id:
+            self.error("invalid_message", "subscribe needs a jobId")
+            return
+        if job_id in self.subs:
+            self.subs.pop(job_id).cancel()  # resubscribe: the new `since` wins
+        if len(self.subs) >= self.c.settings.ws_max_subscriptions:
+            self.error("too_many_subscriptions", f"at most {self.c.settings.ws_max_subscriptions} per socket", job_id)
+            return
+        assert self.owner is not None
+        try:
+            seq = await self.c.events.last_seq(job_id)
+            job = await self.c.owned_job(job_id, self.owner)
+        except ApiError as e:
+            self.error(e.code, e.message, job_id)
+            return
+        self.send(
+            {"type": "subscribed", "jobId": job_id, "seq": seq, "job": job.model_dump(by_alias=True, mode="json")}
+        )
+        self.subs[job_id] = asyncio.create_task(self.forward(job_id, seq if since is None else since))
+
+    async def forward(self, job_id: str, since: int) -> None:
+        async for event in self.c.hub.follow(job_id, since):
+            self.send({"type": "event", "jobId": job_id, "event": event})
+
+    async def close(self) -> None:
+        for task in self.subs.values():
+            task.cancel()
+
+
+@router.websocket("/ws")
+async def websocket(ws: WebSocket) -> None:
+    c: Control = ws.app.state.control
+    await ws.accept()
+    metrics.WS_CLIENTS.inc()
+    session = Session(ws, c)
+    token = ws.query_params.get("token")
+    writer = asyncio.create_task(session.writer())
+    beat = asyncio.create_task(session.heartbeat())
+    try:
+        if token is not None and not session.authenticate(token):
+            session.close_after_pending(CLOSE_UNAUTHORIZED)
+            await writer
+            return
+        while not session.closed:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            if not await session.handle(raw):
+                session.close_after_pending(CLOSE_UNAUTHORIZED)
+                await writer
+                return
+    except WebSocketDisconnect:
+        pass
+    finally:
+        metrics.WS_CLIENTS.dec()
+        beat.cancel()
+        writer.cancel()
+        await session.close()

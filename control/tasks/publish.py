@@ -1,0 +1,41 @@
+"""publish_artifacts: write jobs/<id>/manifest.json listing every artifact with its sha256."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from common.context import TaskContext
+from common.registry import Registry
+from common.services import PublishArtifactsParams
+
+registry = Registry()
+
+#: Folders under a job that hold inputs or resumable state, not results.
+SKIP = ("inputs/", "checkpoints/")
+
+
+@registry.task("publish_artifacts", plane="control", params=PublishArtifactsParams, outputs=("manifest",))
+def publish_artifacts(ctx: TaskContext, p: PublishArtifactsParams) -> dict[str, Any]:
+    """List every result object of the job with size and sha256 into jobs/<id>/manifest.json."""
+    assert ctx.storage is not None
+    prefix = f"jobs/{ctx.job_id}/"
+    manifest_key = f"{prefix}manifest.json"
+    artifacts = []
+    for key in sorted(ctx.storage.list(prefix)):
+        rel = key[len(prefix) :]
+        if key == manifest_key or any(part in f"/{rel}" for part in ("/" + s for s in SKIP)):
+            continue
+        meta = ctx.storage.stat(key)
+        artifacts.append({**meta.model_dump(by_alias=True, mode="json", exclude_none=True), "name": rel})
+    body = {"jobId": ctx.job_id, "createdAt": time.time(), "artifacts": artifacts}
+    meta = ctx.storage.put_bytes(manifest_key, json.dumps(body, indent=2).encode(), "application/json")
+    ctx.emit(
+        {
+            "kind": "artifact",
+            "nodeId": ctx.node_id,
+            "artifact": {**meta.model_dump(by_alias=True, mode="json"), "name": "manifest.json"},
+        }
+    )
+    return {"manifest": meta.model_dump(by_alias=True, mode="json"), "artifacts": len(artifacts)}
