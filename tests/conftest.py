@@ -131,3 +131,9 @@ def plane_factory(tmp_path: Path) -> Iterator[Callable[..., Plane]]:
     yield start
     for plane in started:
         plane.stop()
+
+
+@pytest.fixture
+def control(settings: Settings, plane_factory: Callable[..., Plane]) -> Plane:
+    """A real control process with the test's settings."""
+    return plane_factory("control", settings)

@@ -1,0 +1,369 @@
+"""`biplane`: the command line over the control plane's REST and WebSocket API.
+
+Exit codes: 0 completed (or success), 1 failed / unreachable, 2 usage or rejected request, 3 canceled.
+Configuration: --url / BIPLANE_URL and --api-key / BIPLANE_API_KEY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from common.client import ApiError, AsyncClient
+from common.models.event_schema import Event
+from common.models.job_schema import JobRecord
+
+app = typer.Typer(
+    help="Biplane: train LoRAs and voices, render videos.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT = {"completed": 0, "failed": 1, "canceled": 3}
+IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp"}
+AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
+
+
+class Ctx:
+    url: str = "http://127.0.0.1:8000"
+    api_key: str = ""
+    json: bool = False
+
+
+ctx = Ctx()
+
+
+@app.callback()
+def main(
+    url: Annotated[str, typer.Option(envvar="BIPLANE_URL", help="Control plane URL")] = "http://127.0.0.1:8000",
+    api_key: Annotated[str, typer.Option(envvar="BIPLANE_API_KEY", help="API key")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    ctx.url, ctx.api_key, ctx.json = url, api_key, as_json
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def run(coro: Any) -> Any:
+    """Run one client call; API errors become messages and exit codes (4xx: 2, else 1)."""
+    if not ctx.api_key:
+        fail("no API key: pass --api-key or set BIPLANE_API_KEY (`make run` prints one)")
+    try:
+        return asyncio.run(coro)
+    except ApiError as e:
+        where = f" (at {e.pointer})" if e.pointer else ""
+        fail(f"{e.message}{where} [{e.code}]", 2 if 400 <= e.status < 500 else 1)
+    except OSError as e:
+        fail(f"cannot reach {ctx.url}: {e}", 1)
+
+
+def emit(data: Any, human: Any = None) -> None:
+    if ctx.json or human is None:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        out.print(human)
+
+
+def files_in(directory: Path, kinds: set[str], what: str) -> list[Path]:
+    if not directory.is_dir():
+        fail(f"{directory} is not a directory of {what}")
+    found = sorted(p for p in directory.iterdir() if p.suffix.lower() in kinds)
+    if not found:
+        fail(f"no {what} ({', '.join(sorted(kinds))}) in {directory}")
+    return found
+
+
+def options_arg(value: str | None) -> dict[str, Any]:
+    """JSON inline or @file."""
+    if not value:
+        return {}
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        fail(f"--options is not JSON: {e.msg}")
+    if not isinstance(data, dict):
+        fail("--options must be a JSON object")
+    return data
+
+
+def transcripts_arg(path: Path | None, clips: list[Path]) -> list[str]:
+    if path is None or not path.is_file():
+        fail("--transcripts FILE is required: one line per clip, in file-name order")
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if len(lines) != len(clips):
+        fail(f"{path} has {len(lines)} transcripts for {len(clips)} clips")
+    return lines
+
+
+def submitted(job_id: str, follow_job: bool) -> None:
+    if follow_job:
+        raise typer.Exit(follow_and_render(job_id))
+    emit({"jobId": job_id, "status": "queued"}, f"job [bold]{job_id}[/bold] queued  (biplane follow {job_id})")
+
+
+@app.command()
+def up() -> None:
+    """Start the whole stack locally in the foreground (what `make run` does)."""
+    from common.devstack import main as devstack
+
+    devstack()
+
+
+@app.command()
+def train(
+    images: Annotated[Path, typer.Option(help="Directory of 1-50 PNG/JPEG/WebP images")],
+    prompt: Annotated[str, typer.Option(help="What the images show (1-1000 characters)")],
+    options: Annotated[str | None, typer.Option(help="train_lora params as JSON or @file.json")] = None,
+    workflow: Annotated[str, typer.Option(help="lora or studio")] = "lora",
+    clips: Annotated[Path | None, typer.Option(help="studio: directory of voice clips")] = None,
+    transcripts: Annotated[Path | None, typer.Option(help="studio: one transcript per line, per clip")] = None,
+    narration: Annotated[str | None, typer.Option(help="studio: text the video narrates")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Show progress until the job ends")] = False,
+) -> None:
+    """Train a LoRA from images (or, with --workflow studio, a LoRA + voice + narrated video)."""
+    if workflow not in ("lora", "studio"):
+        fail("--workflow must be lora or studio")
+    image_files = files_in(images, IMAGE_TYPES, "images")
+    clip_files: list[Path] | None = None
+    lines: list[str] | None = None
+    if workflow == "studio":
+        if clips is None or not narration:
+            fail("--workflow studio needs --clips, --transcripts and --narration")
+        clip_files = files_in(clips, AUDIO_TYPES, "audio clips")
+        lines = transcripts_arg(transcripts, clip_files)
+
+    async def call() -> str:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            return await c.submit_train(
+                image_files, prompt, options_arg(options), workflow, clip_files, lines, narration
+            )
+
+    submitted(run(call()), follow)
+
+
+@app.command()
+def voice(
+    clips: Annotated[Path, typer.Option(help="Directory of voice clips (WAV/FLAC/OGG/MP3)")],
+    transcripts: Annotated[Path, typer.Option(help="One transcript per line, per clip in name order")],
+    options: Annotated[str | None, typer.Option(help="train_voice params as JSON or @file.json")] = None,
+    follow: Annotated[bool, typer.Option("--follow")] = False,
+) -> None:
+    """Fine-tune a text-to-speech voice on clips + transcripts."""
+    clip_files = files_in(clips, AUDIO_TYPES, "audio clips")
+    lines = transcripts_arg(transcripts, clip_files)
+
+    async def call() -> str:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            return await c.submit_voice(clip_files, lines, options_arg(options))
+
+    submitted(run(call()), follow)
+
+
+@app.command()
+def render(
+    prompt: Annotated[str, typer.Option()],
+    lora_job: Annotated[str | None, typer.Option(help="A completed lora/studio job whose LoRA to use")] = None,
+    voice_job: Annotated[str | None, typer.Option(help="A completed voice/studio job whose voice narrates")] = None,
+    narration: Annotated[str | None, typer.Option()] = None,
+    frames: Annotated[int, typer.Option(min=1, max=128)] = 16,
+    fps: Annotated[int, typer.Option(min=1, max=60)] = 8,
+    width: Annotated[int, typer.Option()] = 512,
+    height: Annotated[int, typer.Option()] = 512,
+    options: Annotated[str | None, typer.Option(help="More render_video params as JSON")] = None,
+    follow: Annotated[bool, typer.Option("--follow")] = False,
+) -> None:
+    """Render a video (AnimateDiff) with an optional LoRA and narrated voice."""
+    body: dict[str, Any] = {
+        "prompt": prompt,
+        "frames": frames,
+        "fps": fps,
+        "width": width,
+        "height": height,
+        **options_arg(options),
+    }
+    if lora_job:
+        body["lora"] = {"job": lora_job}
+    if voice_job:
+        body["voice"] = {"job": voice_job}
+    if narration:
+        body["narration"] = narration
+
+    async def call() -> str:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            return await c.submit_render(body)
+
+    submitted(run(call()), follow)
+
+
+@app.command()
+def jobs(
+    status: Annotated[str | None, typer.Option()] = None,
+    workflow: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+) -> None:
+    """Your jobs, newest first."""
+
+    async def call() -> list[JobRecord]:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            return (await c.jobs(status, workflow, limit))[0]
+
+    records = run(call())
+    table = Table("job", "workflow", "status", "progress", "created")
+    for j in records:
+        table.add_row(j.job_id, j.workflow, j.status, f"{(j.progress or 0) * 100:.0f}%", _ago(j.created_at))
+    emit([j.model_dump(by_alias=True, mode="json") for j in records], table)
+
+
+@app.command()
+def status(job_id: str) -> None:
+    """One job: status and every node."""
+
+    async def call() -> JobRecord:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            return await c.job(job_id)
+
+    j = run(call())
+    table = Table("node", "service", "plane", "status", "progress", "attempts", "error")
+    for n in j.graph.nodes:
+        table.add_row(
+            n.id,
+            n.service,
+            n.plane,
+            n.status or "",
+            f"{(n.progress or 0) * 100:.0f}%",
+            str(n.attempts or 0),
+            (n.error or "")[:60],
+        )
+    table.title = f"{j.job_id}  {j.workflow}  {j.status}  {(j.progress or 0) * 100:.0f}%"
+    emit(j.model_dump(by_alias=True, mode="json"), table)
+    if j.error:
+        err.print(f"[red]{escape(j.error)}[/red]")
+    raise typer.Exit(EXIT.get(j.status, 0))
+
+
+@app.command()
+def follow(job_id: str) -> None:
+    """Live progress bars per node (step, loss, ETA) until the job ends; exit 0/1/3 by its status."""
+    raise typer.Exit(follow_and_render(job_id))
+
+
+@app.command()
+def cancel(job_id: str) -> None:
+    """Ask a job to stop."""
+
+    async def call() -> None:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            await c.cancel(job_id)
+
+    run(call())
+    emit({"jobId": job_id, "status": "canceling"}, f"cancel requested for {job_id}")
+
+
+@app.command()
+def artifacts(
+    job_id: str,
+    download: Annotated[Path | None, typer.Option(help="Download every artifact here (sha256 verified)")] = None,
+) -> None:
+    """List a job's artifacts; with --download, fetch them and verify each sha256."""
+
+    async def call() -> tuple[list[Any], list[Path]]:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            items = await c.artifacts(job_id)
+            paths = [await c.download(job_id, a, download) for a in items] if download else []
+            return items, paths
+
+    items, paths = run(call())
+    table = Table("name", "size", "sha256", "type")
+    for a in items:
+        table.add_row(a.name or a.key, f"{a.size:,}", a.sha256[:16] + "…", a.content_type)
+    emit([a.model_dump(by_alias=True, mode="json") for a in items], table)
+    for p in paths:
+        err.print(f"downloaded {p} (sha256 ok)")
+
+
+@app.command()
+def capabilities() -> None:
+    """Services by plane and the live workers."""
+
+    async def call() -> dict[str, Any]:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            return await c.capabilities()
+
+    caps = run(call())
+    table = Table("service", "plane", "workers", "description")
+    for s in caps["services"]:
+        table.add_row(s["service"], s["plane"], str(s["workers"]), s["description"][:70])
+    emit(caps, table)
+    if caps.get("warning"):
+        err.print(f"[yellow]{caps['warning']}[/yellow]")
+
+
+def follow_and_render(job_id: str) -> int:
+    """Follow over the WebSocket, draw a bar per node, return the exit code of the final status."""
+
+    async def watch() -> str:
+        snapshot: list[JobRecord] = []
+        final = "failed"
+        with Progress(
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=ctx.json,
+        ) as bars:
+            tasks: dict[str, TaskID] = {}
+            async with AsyncClient(ctx.url, ctx.api_key) as c:
+                async for ev in c.follow(job_id, snapshot=snapshot):
+                    if snapshot and not tasks:
+                        for n in snapshot[0].graph.nodes:
+                            tasks[n.id] = bars.add_task(n.id, total=1.0, info=n.status or "")
+                    _show(ev, bars, tasks)
+                    if ctx.json:
+                        print(ev.model_dump_json(by_alias=True, exclude_none=True), flush=True)
+                    if ev.kind == "status" and ev.status in EXIT:
+                        final = ev.status
+                job = await c.job(job_id)
+        if job.error:
+            err.print(f"[red]{escape(job.error)}[/red]")
+        err.print(f"job {job_id}: [bold]{final}[/bold]")
+        return final
+
+    return EXIT[run(watch())]
+
+
+def _show(ev: Event, bars: Progress, tasks: dict[str, TaskID]) -> None:
+    task = tasks.get(ev.node_id or "")
+    if task is None:
+        return
+    if ev.kind == "node":
+        bars.update(task, info=ev.status, completed=1.0 if ev.status == "completed" else None)
+    elif ev.kind == "progress" and ev.node_progress is not None:
+        info = f"{ev.step}/{ev.total_steps}" if ev.step is not None else ""
+        if ev.loss is not None:
+            info += f" loss {ev.loss:.4f}"
+        bars.update(task, completed=ev.node_progress, info=info)
+
+
+def _ago(ts: float) -> str:
+    import time
+
+    s = max(0, int(time.time() - ts))
+    return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,77 @@
+"""The `biplane` console script as a real process against a real control + worker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from common.settings import Settings
+from tests.conftest import ROOT, Plane
+from tests.support.api import client, graph_doc
+
+BIPLANE = str(Path(sys.executable).parent / "biplane")
+
+
+def cli(url: str, *args: str, key: str = "test-key-1", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
+    env.update({"BIPLANE_URL": url, "BIPLANE_API_KEY": key, "COLUMNS": "200"})
+    return subprocess.run([BIPLANE, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_follow_exit_codes_artifacts_and_json(
+    settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
+) -> None:
+    control = plane_factory("control", settings)
+    plane_factory("worker", settings)
+    api = client(control.url)
+
+    done = api.post("/api/jobs", json=graph_doc({"steps": 3})).json()["jobId"]
+    followed = cli(control.url, "follow", done)
+    assert followed.returncode == 0, followed.stderr
+    assert "completed" in followed.stderr
+
+    status = cli(control.url, "--json", "status", done)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "completed"
+    listed = cli(control.url, "--json", "jobs")
+    assert [j["jobId"] for j in json.loads(listed.stdout)] == [done]
+
+    got = cli(control.url, "artifacts", done, "--download", str(tmp_path / "out"))
+    assert got.returncode == 0, got.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    for art in manifest["artifacts"]:
+        assert hashlib.sha256((tmp_path / "out" / art["name"]).read_bytes()).hexdigest() == art["sha256"]
+
+    slow = api.post("/api/jobs", json=graph_doc({"steps": 400, "step_seconds": 0.05})).json()["jobId"]
+    assert cli(control.url, "cancel", slow).returncode == 0
+    canceled = cli(control.url, "follow", slow)
+    assert canceled.returncode == 3, canceled.stderr
+
+    failing = api.post("/api/jobs", json=graph_doc({"fail": "input"})).json()["jobId"]
+    failed = cli(control.url, "follow", failing)
+    assert failed.returncode == 1 and "bad input on purpose" in failed.stderr
+
+    caps = cli(control.url, "--json", "capabilities")
+    assert json.loads(caps.stdout)["workersAlive"] == 1
+
+
+def test_bad_arguments_exit_2_with_a_message(control: Plane, tmp_path: Path) -> None:
+    missing = cli(control.url, "train", "--prompt", "x")
+    assert missing.returncode == 2 and "--images" in missing.stderr
+    empty = cli(control.url, "train", "--images", str(tmp_path), "--prompt", "x")
+    assert empty.returncode == 2 and "no images" in empty.stderr
+    (tmp_path / "a.png").write_bytes(b"not an image")
+    rejected = cli(control.url, "train", "--images", str(tmp_path), "--prompt", "x")
+    assert rejected.returncode == 2 and "unsupported_media_type" in rejected.stderr
+    bad_options = cli(control.url, "train", "--images", str(tmp_path), "--prompt", "x", "--options", "{nope")
+    assert bad_options.returncode == 2 and "not JSON" in bad_options.stderr
+    no_key = cli(control.url, "jobs", key="")
+    assert no_key.returncode == 2 and "API key" in no_key.stderr
+    wrong_key = cli(control.url, "jobs", key="wrong")
+    assert wrong_key.returncode == 2 and "unauthorized" in wrong_key.stderr
+    unknown = cli(control.url, "status", "f" * 32)
+    assert unknown.returncode == 2 and "not_found" in unknown.stderr
