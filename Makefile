@@ -7,7 +7,7 @@ EXTRAS ?= control,worker,frontend,dev
 # torch: on a machine without CUDA take the pinned CPU build first (an open range pulls a multi-GB CUDA build).
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: help install system run test lint typecheck pytest codegen bench clean
+.PHONY: help install system run demo test lint typecheck pytest codegen bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ system: ## install missing system packages (redis-server)
 
 run: system install ## start Redis, S3, control and worker in the foreground (Ctrl-C stops all)
 	$(PY) -m common.devstack
+
+demo: system install ## a studio job on generated samples into ./demo-output/ (starts the stack if needed)
+	$(VENV)/bin/biplane demo
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check .

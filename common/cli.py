@@ -311,6 +311,53 @@ def capabilities() -> None:
         err.print(f"[yellow]{caps['warning']}[/yellow]")
 
 
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option(help="Where the results go")] = Path("demo-output"),
+    inputs: Annotated[Path, typer.Option(help="Where the generated sample inputs go")] = Path("demo-output/inputs"),
+    dev_dir: Annotated[Path, typer.Option(help="State dir of a stack this command starts")] = Path(".dev"),
+) -> None:
+    """Run a studio job on generated samples (starting the stack if needed); download and explain the results."""
+    from common import demo as d
+
+    images, clips, transcripts = d.sample_inputs(inputs)
+    with d.stack_running(ctx.url, dev_dir) as started_key:
+        if started_key:
+            ctx.api_key = ctx.api_key or started_key
+        elif not ctx.api_key and (dev_dir / "api-key").exists():
+            ctx.api_key = (dev_dir / "api-key").read_text().strip()
+        clip_files = sorted(clips.iterdir())
+        lines = transcripts_arg(transcripts, clip_files)
+
+        async def submit() -> str:
+            async with AsyncClient(ctx.url, ctx.api_key) as c:
+                return await c.submit_train(
+                    sorted(images.iterdir()),
+                    "a sample shape, flat colours",
+                    d.OPTIONS,
+                    "studio",
+                    clip_files,
+                    lines,
+                    d.NARRATION,
+                )
+
+        job_id = run(submit())
+        err.print(f"studio job {job_id} submitted")
+        code = follow_and_render(job_id)
+        if code != 0:
+            raise typer.Exit(code)
+
+        async def fetch() -> list[Path]:
+            async with AsyncClient(ctx.url, ctx.api_key) as c:
+                return [await c.download(job_id, a, output) for a in await c.artifacts(job_id)]
+
+        paths = run(fetch())
+    table = Table("file", "what it is", "bytes")
+    for p in sorted(paths):
+        table.add_row(str(p), d.describe(p), f"{p.stat().st_size:,}")
+    out.print(table)
+
+
 def follow_and_render(job_id: str) -> int:
     """Follow over the WebSocket, draw a bar per node, return the exit code of the final status."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter("biplane_http_requests_total", "HTTP requests", ["route", "method", "status"])
@@ -37,7 +36,6 @@ class HttpMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = _route_of(scope)
         status = 500
         started = time.perf_counter()
 
@@ -50,14 +48,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, record)
         finally:
+            # The router leaves the matched route in the scope: label by its template, never the raw path.
+            route = getattr(scope.get("route"), "path", "unmatched")
             HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
             HTTP_LATENCY.labels(route, scope["method"]).observe(time.perf_counter() - started)
-
-
-def _route_of(scope: Scope) -> str:
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"

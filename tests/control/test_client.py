@@ -45,3 +45,14 @@ def test_sync_client_errors_carry_code_and_pointer(control: Plane) -> None:
     with pytest.raises(ApiError, match="401 unauthorized"):
         Client(control.url, "wrong").jobs()
     assert c.jobs() == ([], None)
+
+
+def test_metrics_label_routes_by_template(control: Plane) -> None:
+    import httpx
+
+    c = Client(control.url, "test-key-1")
+    with pytest.raises(ApiError):
+        c.job("f" * 32)
+    text = httpx.get(f"{control.url}/metrics").text
+    assert 'biplane_http_requests_total{method="GET",route="/api/jobs/{job_id}",status="404"} 1.0' in text
+    assert "f" * 32 not in text
