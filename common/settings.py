@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     max_upload_file_bytes: int = 20 * 1024 * 1024
     max_upload_total_bytes: int = 200 * 1024 * 1024
     max_images: int = 50
+    max_image_pixels: int = 64_000_000  # larger images are refused at upload (decompression bombs)
     max_clips: int = 20
     max_prompt_chars: int = 1000
     max_graph_bytes: int = 256 * 1024

@@ -128,7 +128,9 @@ class Storage:
             return False
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> ArtifactMeta:
-        return self.put_stream(key, io.BytesIO(data), content_type, length=len(data))
+        """Upload bytes, retrying outages with backoff for s3_retry_seconds."""
+        kind = content_type or _guess(key)
+        return self._call(lambda: self._put_once(key, io.BytesIO(data), kind, len(data)))
 
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> ArtifactMeta:
         def upload() -> ArtifactMeta:  # reopened on each retry: a half-read stream cannot be resent

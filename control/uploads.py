@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,6 +57,19 @@ class Checked:
     content_type: str
     size: int
     sha256: str
+
+
+def _check_image_header(f: UploadFile, what: str, max_pixels: int) -> None:
+    """Read only the header: reject images that cannot be parsed or claim too many pixels (bombs)."""
+    try:
+        with Image.open(f.file) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ApiError(415, "unsupported_media_type", f"{what} is not a readable image: {e}") from e
+    finally:
+        f.file.seek(0)
+    if width * height > max_pixels:
+        raise ApiError(413, "too_large", f"{what} is {width}x{height}; the limit is {max_pixels} pixels")
 
 
 def _digest(f: UploadFile) -> tuple[int, str]:
@@ -112,6 +126,8 @@ async def check_files(
             )
         if size == 0:
             raise ApiError(422, "invalid_request", f"{field}[{i}] is empty", pointer=f"/{field}/{i}")
+        if kind == "image":
+            await asyncio.to_thread(_check_image_header, f, f"{field}[{i}]", settings.max_image_pixels)
         checked.append(Checked(f, found[0], found[1], size, sha))
     return checked
 

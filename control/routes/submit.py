@@ -182,7 +182,10 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     uploads = [(f"jobs/{job_id}/inputs/images/{i:03d}.{f.ext}", f) for i, f in enumerate(images)]
     context: dict[str, Any] = {"prompt": prompt, "images": [k for k, _ in uploads]}
     resolution = TrainLoraParams.model_validate(lora).resolution
-    params: dict[str, dict[str, Any]] = {"prepare_assets": {"resolution": resolution}, "train_lora": lora}
+    params: dict[str, dict[str, Any]] = {
+        "prepare_assets": {"resolution": resolution, "maxPixels": s.max_image_pixels},
+        "train_lora": lora,
+    }
     if workflow == "studio":
         clips = await check_files(form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=budget)
         clip_uploads = [(f"jobs/{job_id}/inputs/clips/{i:03d}.{f.ext}", f) for i, f in enumerate(clips)]

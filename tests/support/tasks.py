@@ -5,6 +5,7 @@ Every run increments a Redis counter runs:<job>:<node>, so tests can assert how 
 
 from __future__ import annotations
 
+import os
 import time
 
 import redis
@@ -22,6 +23,7 @@ class StepParams(BaseModel):
     step_seconds: float = Field(0.01, ge=0, le=10)
     value: int = 1
     fail: str | None = None  # "input" or "crash"
+    artifact: bool = False  # store result.txt in S3 at the end (exercises uploads)
 
 
 def _count_run(ctx: TaskContext) -> int:
@@ -43,7 +45,10 @@ def _steps(ctx: TaskContext, p: StepParams) -> dict:
         time.sleep(p.step_seconds)
         ctx.progress(step=i, total_steps=p.steps, loss=1.0 / i)
     total = p.value + sum(int(out.get("value", 0)) for out in ctx.inputs.values())
-    return {"value": total, "inputs": sorted(ctx.inputs), "pid": __import__("os").getpid()}
+    out = {"value": total, "inputs": sorted(ctx.inputs), "pid": os.getpid()}
+    if p.artifact:
+        out["result"] = ctx.put_artifact("result.txt", str(total).encode(), "text/plain").model_dump(by_alias=True)
+    return out
 
 
 @registry.task("test.prepare", plane="control", params=StepParams, outputs=("value",))
