@@ -64,7 +64,9 @@ def _check_image_header(f: UploadFile, what: str, max_pixels: int) -> None:
     try:
         with Image.open(f.file) as im:
             width, height = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ApiError(413, "too_large", f"{what} claims too many pixels (decompression bomb)") from e
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ApiError(415, "unsupported_media_type", f"{what} is not a readable image: {e}") from e
     finally:
         f.file.seek(0)
@@ -102,6 +104,9 @@ async def check_files(
         )
     checked = []
     for i, f in enumerate(files):
+        name = f.filename or ""
+        if "/" in name or "\\" in name or ".." in name or "\0" in name or len(name) > 255:
+            raise ApiError(422, "invalid_request", f"{field}[{i}] has an unsafe file name", pointer=f"/{field}/{i}")
         size, sha = await asyncio.to_thread(_digest, f)
         if size > settings.max_upload_file_bytes:
             raise ApiError(
