@@ -31,14 +31,14 @@ end
 return false
 """
 
-# Lease: take it when free or already held with this token.
+# Lease: take it when free or already held with this token; also says whether cancel was requested.
 _ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+  return {1, redis.call('EXISTS', KEYS[2])}
 end
-return 0
+return {0, 0}
 """
 
 # Renew a lease we hold and say whether the job was asked to cancel: {owned, canceled}.
@@ -181,8 +181,12 @@ class Bridge:
         return int(length), int(pending)
 
     # -- leases and cancel ----------------------------------------------------------------------
-    async def acquire(self, job_id: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self._acquire(keys=[self.keys.lease(job_id)], args=[token, ttl_ms]))
+    async def acquire(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool]:
+        """Take the job's lease; returns (acquired, cancel requested)."""
+        acquired, canceled = await self._acquire(
+            keys=[self.keys.lease(job_id), self.keys.cancel(job_id)], args=[token, ttl_ms]
+        )
+        return bool(acquired), bool(canceled)
 
     async def renew(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool]:
         """Extend our lease; returns (still ours, cancel requested)."""

@@ -181,28 +181,25 @@ class Executor:
             self._defer(e, max(tries, 4))
 
     async def _handle_entry(self, e: Entry) -> str:
-        job = await self.store.load(e.job_id)
-        if job is None:
-            await self.bridge.dead_letter(BadEntry(e.plane, e.id, {"job": e.job_id}, "unknown job"))
-            return "dead_letter"
-        if job.status in TERMINAL:
-            await self.bridge.ack(self.plane, e.id)
-            return "dropped"
         # One token per handling: two entries of the same job in this process exclude each other too.
         watch = _Watch(token=f"{self.consumer}/{e.id}")
-        if not await self.bridge.acquire(e.job_id, watch.token, self.lease_ms):
+        acquired, canceled = await self.bridge.acquire(e.job_id, watch.token, self.lease_ms)
+        if not acquired:
             raise LeaseBusy
         self.watches.add(watch)
         watcher = asyncio.create_task(self._watch(e, watch))
         watcher.add_done_callback(_log_crash)
         try:
-            job = await self.store.load(e.job_id)  # re-read under the lease
-            assert job is not None
+            job = await self.store.load(e.job_id)
+            if job is None:
+                await self.bridge.dead_letter(BadEntry(e.plane, e.id, {"job": e.job_id}, "unknown job"))
+                return "dead_letter"
             if job.status not in TERMINAL:
-                if await self.bridge.cancel_requested(e.job_id):
+                if canceled:
                     await self._end_canceled(job)
                 elif nodes := ready_nodes(job, self.plane):
-                    await self.store.set_status(job.job_id, "running")
+                    if job.status == "queued":
+                        await self.store.set_status(job.job_id, "running")
                     await self._run_round(job, nodes, watch)
             if watch.lost:
                 raise LeaseBusy  # someone took the job over; our entry stays pending
@@ -210,8 +207,9 @@ class Executor:
             self.watches.discard(watch)
             watcher.cancel()
             await self.bridge.release(e.job_id, watch.token)
-        job = await self.store.load(e.job_id)
-        assert job is not None
+        if job.status not in TERMINAL:
+            job = await self.store.load(e.job_id)
+            assert job is not None
         outcome = await self._advance(job)
         await self.bridge.ack(self.plane, e.id)
         return outcome
@@ -249,9 +247,10 @@ class Executor:
             storage=self.storage,
             cancel=watch.cancel,
             deps=deps,
+            progress={},
         )
         done = {n.id: n.output or {} for n in job.graph.nodes if n.status == "completed"}
-        progress: dict[str, float] = {}
+        progress = runtime.progress
         written: dict[str, float] = {}
         try:
             async for event in graph.astream({"outputs": done}, context=runtime, stream_mode="custom"):

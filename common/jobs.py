@@ -126,17 +126,21 @@ class JobStore:
         await self.events.emit(job_id, "node", nodeId=node_id, status="running")
         return int(attempts)
 
-    async def node_completed(self, job_id: str, node_id: str, output: dict[str, Any]) -> None:
+    async def node_completed(self, job_id: str, node_id: str, output: dict[str, Any], overall: float) -> None:
+        """Save a node's output (and the job's overall progress) the moment it finishes."""
         await self.redis.hset(
             self.keys.job(job_id),
             mapping={
                 _nf(node_id, "status"): "completed",
                 _nf(node_id, "output"): json.dumps(output, separators=(",", ":")),
                 _nf(node_id, "progress"): "1",
+                "progress": repr(overall),
                 "updatedAt": repr(time.time()),
             },
         )
-        await self.events.emit(job_id, "node", nodeId=node_id, status="completed", output=output)
+        await self.events.emit(
+            job_id, "node", nodeId=node_id, status="completed", output=output, progress=round(overall, 6)
+        )
 
     async def node_ended(self, job_id: str, node_id: str, status: NodeStatus, error: str | None = None) -> None:
         """Record a node that will not complete (failed, skipped, canceled)."""

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from common import metrics
 from common.context import TaskContext
 from common.errors import JobCanceled, TaskInputError
-from common.jobs import JobStore
+from common.jobs import JobStore, overall_progress
 from common.models.graph_schema import Node, Plane
 from common.models.job_schema import JobRecord
 from common.registry import Registry
@@ -94,6 +94,7 @@ class RoundRuntime:
     storage: Storage | None
     cancel: threading.Event
     deps: dict[str, list[str]]
+    progress: dict[str, float]  #: node progress in this round, shared with the executor's relay
 
     async def run_node(self, node_id: str, state: RoundState, write: Callable[[dict[str, Any]], None]) -> dict:
         node = next(n for n in self.job.graph.nodes if n.id == node_id)
@@ -142,8 +143,8 @@ class RoundRuntime:
             bound.exception("node raised")
             retry = attempt < self.settings.max_node_attempts and not self.cancel.is_set()
             raise NodeError(node_id, f"{type(e).__name__}: {e}", retryable=retry) from e
-        await self.store.node_completed(self.job.job_id, node_id, output)
-        write({"kind": "progress", "nodeId": node_id, "nodeProgress": 1.0})  # overall progress moves on
+        self.progress[node_id] = 1.0
+        await self.store.node_completed(self.job.job_id, node_id, output, overall_progress(self.job, self.progress))
         elapsed = time.monotonic() - started
         metrics.NODES.labels(self.plane, node.service, "completed").inc()
         metrics.NODE_DURATION.labels(self.plane, node.service).observe(elapsed)
