@@ -25,7 +25,9 @@ def tree_rss(pid: int) -> int:
 
 
 def make_run_seconds() -> float:
-    ports = {k: str(free_port()) for k in ("CONTROL_PORT", "WORKER_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")}
+    ports = {
+        k: str(free_port()) for k in ("CONTROL_PORT", "WORKER_PORT", "FRONTEND_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")
+    }
     with tempfile.TemporaryDirectory(prefix="biplane-makerun-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
         env.update({f"BIPLANE_{k}": v for k, v in ports.items()})

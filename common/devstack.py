@@ -181,6 +181,22 @@ def _tcp_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _has_frontend() -> bool:
+    import importlib.util
+
+    return (
+        importlib.util.find_spec("nicegui") is not None
+        and (Path(__file__).parent.parent / "frontend" / "__main__.py").exists()
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
 def ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/ready", timeout=2).status_code == 200
@@ -227,13 +243,17 @@ def main() -> None:
             "control": f"http://127.0.0.1:{settings.control_port}",
             "worker": f"http://127.0.0.1:{settings.worker_port}",
         }
+        if _has_frontend():
+            urls["frontend"] = f"http://127.0.0.1:{settings.frontend_port}"
         try:
             for name in urls:
                 procs.append(subprocess.Popen([sys.executable, "-m", name], env=env))
             for name, url in urls.items():
-                wait_until(lambda u=url: ready(u), 180, f"{name} /ready")
+                check = (lambda u=url: _answers(u)) if name == "frontend" else (lambda u=url: ready(u))
+                wait_until(check, 180, f"{name} ready")
+            ui = f"  UI       {urls['frontend']}\n" if "frontend" in urls else ""
             print(
-                f"\nBiplane is up in {time.monotonic() - started:.1f}s\n"
+                f"\nBiplane is up in {time.monotonic() - started:.1f}s\n{ui}"
                 f"  API      {urls['control']}  (OpenAPI docs: {urls['control']}/docs)\n"
                 f"  worker   {urls['worker']}/ready\n"
                 f"  API key  {api_key}   (also in {key_file})\n"

@@ -15,7 +15,9 @@ from tests.conftest import ROOT
 
 
 def test_make_run_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("CONTROL_PORT", "WORKER_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")}
+    ports = {
+        name: free_port() for name in ("CONTROL_PORT", "WORKER_PORT", "FRONTEND_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
     env.update({f"BIPLANE_{k}": str(v) for k, v in ports.items()})
     env["BIPLANE_DEV_DIR"] = str(tmp_path / "dev")
