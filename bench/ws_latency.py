@@ -30,7 +30,8 @@ GRAPH = GraphDocument.model_validate(
         "edges": [],
     }
 )
-EVENTS = 100
+ROUNDS = 50  #: event rounds, 100 ms apart
+PER_ROUND = 50  #: jobs that emit one event per round (all of them when fewer)
 
 
 async def measure(url: str, redis_url: str, sockets: int, shared: bool) -> list[float]:
@@ -49,7 +50,9 @@ async def measure(url: str, redis_url: str, sockets: int, shared: bool) -> list[
         while json.loads(await ws.recv())["type"] != "subscribed":
             pass
         conns.append(ws)
-    expected = EVENTS * sockets
+    emitters = min(len(jobs), PER_ROUND)
+    per_job = sockets // len(jobs)
+    expected = ROUNDS * emitters * per_job
 
     async def reader(ws: websockets.ClientConnection) -> None:
         async for raw in ws:
@@ -57,15 +60,17 @@ async def measure(url: str, redis_url: str, sockets: int, shared: bool) -> list[
             msg = json.loads(raw)
             if msg["type"] == "event" and msg["event"]["kind"] == "log":
                 latencies.append(now - msg["event"]["ts"])
-                if len(latencies) >= expected:
-                    return
 
     readers = [asyncio.create_task(reader(ws)) for ws in conns]
-    for n in range(EVENTS):
-        for job in jobs:
-            await events.emit(job, "log", message=f"tick {n}")
-        await asyncio.sleep(0.02)
-    await asyncio.wait(readers, timeout=60)
+    for n in range(ROUNDS):
+        for k in range(emitters):
+            await events.emit(jobs[(n * emitters + k) % len(jobs)], "log", message=f"tick {n}")
+        await asyncio.sleep(0.1)
+    async with asyncio.timeout(60):
+        while len(latencies) < expected:
+            await asyncio.sleep(0.05)
+    for r in readers:
+        r.cancel()
     for ws in conns:
         await ws.close()
     await redis.aclose()

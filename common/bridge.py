@@ -57,6 +57,10 @@ return 0
 """
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def connect(settings: Settings) -> Redis:
     """A redis.asyncio client that retries with backoff when Redis goes away."""
     return Redis.from_url(
@@ -171,14 +175,13 @@ class Bridge:
         return Entry(plane=plane, id=entry_id, job_id=job_id, reason=fields.get("reason", ""))
 
     async def depth(self, plane: Plane) -> tuple[int, int]:
-        """(stream length, entries pending in the group)."""
+        """(entries not yet delivered to the group = backlog, entries delivered but not acked = pending)."""
         stream = self.keys.stream(plane)
-        length = await self.redis.xlen(stream)
         try:
-            pending = (await self.redis.xpending(stream, GROUP))["pending"]
-        except ResponseError:
-            pending = 0
-        return int(length), int(pending)
+            group = next(g for g in await self.redis.xinfo_groups(stream) if _text(g["name"]) == GROUP)
+        except (ResponseError, StopIteration):
+            return 0, 0
+        return int(group.get("lag") or 0), int(group["pending"])
 
     # -- leases and cancel ----------------------------------------------------------------------
     async def acquire(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool]:

@@ -19,7 +19,9 @@ NODE_DURATION = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
 ENTRIES = Counter("biplane_stream_entries_total", "Stream entries handled", ["plane", "outcome"])
-STREAM_LENGTH = Gauge("biplane_stream_length", "Entries in a job stream", ["plane"])
+STREAM_LENGTH = Gauge(
+    "biplane_stream_length", "Entries waiting in a job stream (group lag: not yet delivered)", ["plane"]
+)
 STREAM_PENDING = Gauge("biplane_stream_pending", "Entries delivered but not acked", ["plane"])
 BUSY = Gauge("biplane_executor_busy", "Jobs this process is working on", ["plane"])
 REDIS_ERRORS = Counter("biplane_redis_errors_total", "Redis calls that failed (connection lost)", ["plane"])

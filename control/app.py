@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.keys import Keys
 from common.registry import Registry, load_modules
 from common.service import PlaneState, create_plane_app
 from common.settings import Settings
-from control import errors
+from control import errors, metrics
 from control.deps import Control
 from control.hub import Hub
 from control.metrics import HttpMetrics
@@ -18,6 +23,8 @@ from control.routes import jobs, meta, submit, ws
 from control.tasks import registry as control_tasks
 from control.uploads import FORM_OVERHEAD, BodyLimit
 from control.webhooks import Webhooks
+
+log = structlog.get_logger(__name__)
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -49,6 +56,18 @@ async def run_hub(state: PlaneState) -> None:
     await control.hub.run()
 
 
+async def count_workers(state: PlaneState) -> None:
+    """Keep biplane_workers_alive current for alerts, whether or not anyone asks for capabilities."""
+    control: Control = state.app.state.control
+    while True:
+        try:
+            alive = await control.bridge.live_manifests(3 * state.settings.heartbeat_seconds)
+            metrics.WORKERS_ALIVE.set(len(alive))
+        except (RedisConnectionError, RedisTimeoutError) as e:
+            log.warning("worker count failed", error=repr(e))
+        await asyncio.sleep(state.settings.heartbeat_seconds)
+
+
 async def stop_webhooks(state: PlaneState) -> None:
     await state.app.state.webhooks.close()
 
@@ -60,7 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         build_registry(settings),
         title="Biplane control plane",
         setup=_setup,
-        background=(run_hub,),
+        background=(run_hub, count_workers),
         on_stop=(stop_webhooks,),
     )
     app.include_router(submit.router)

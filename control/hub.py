@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -20,6 +20,7 @@ log = structlog.get_logger(__name__)
 #: Put in a follower's queue when live events may have been missed (overflow, Redis reconnect).
 RESYNC: dict[str, Any] = {"resync": True}
 FINAL = frozenset({"completed", "failed", "canceled"})
+FRAME_CACHE = 4096  #: encoded frames kept for fan-out
 
 
 class Follower:
@@ -43,6 +44,19 @@ class Hub:
         self._followers: dict[str, set[Follower]] = defaultdict(set)
         self.listeners: list[Callable[[dict[str, Any]], None]] = []  # see every event (webhooks)
         self.connected = asyncio.Event()
+        self._frames: OrderedDict[tuple[str, int], str] = OrderedDict()
+
+    def frame(self, event: dict[str, Any]) -> str:
+        """The `event` WebSocket frame of an event, encoded once however many sockets follow the job."""
+        key = (event["jobId"], event["seq"])
+        text = self._frames.get(key)
+        if text is None:
+            body = json.dumps(event, separators=(",", ":"))
+            text = f'{{"type":"event","jobId":{json.dumps(event["jobId"])},"event":{body}}}'
+            self._frames[key] = text
+            if len(self._frames) > FRAME_CACHE:
+                self._frames.popitem(last=False)
+        return text
 
     def open(self, job_id: str) -> Follower:
         f = Follower(job_id, self.queue_size)

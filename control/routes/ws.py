@@ -38,13 +38,17 @@ class Session:
     def __init__(self, ws: WebSocket, c: Control) -> None:
         self.ws, self.c = ws, c
         self.owner: str | None = None
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX)
+        # (type, encoded frame, event ts or None): frames are encoded once, events once per job for all sockets
+        self.outbox: asyncio.Queue[tuple[str, str, float | None]] = asyncio.Queue(OUTBOX)
         self.subs: dict[str, asyncio.Task[None]] = {}
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
+        self._put((message["type"], json.dumps(message, separators=(",", ":")), None))
+
+    def _put(self, item: tuple[str, str, float | None]) -> None:
         try:
-            self.outbox.put_nowait(message)
+            self.outbox.put_nowait(item)
         except asyncio.QueueFull:
             self.closed = True  # the writer closes with CLOSE_SLOW
 
@@ -53,28 +57,27 @@ class Session:
 
     async def writer(self) -> None:
         while not self.closed:
-            message = await self.outbox.get()
-            if message["type"] == _CLOSE:
+            kind, text, ts = await self.outbox.get()
+            if kind == _CLOSE:
                 self.closed = True
-                await self.ws.close(message["code"])
+                await self.ws.close(int(text))
                 return
-            event = message.get("event")
             try:
-                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+                await self.ws.send_text(text)
             except Exception as e:  # the peer went away; reading ends the session
                 metrics.WS_SEND_ERRORS.inc()
                 log.info("ws send failed", error=repr(e))
                 self.closed = True
                 return
-            metrics.WS_MESSAGES.labels("out", message["type"]).inc()
-            if event is not None:
-                metrics.EVENT_DELIVERY.observe(max(0.0, time.time() - event["ts"]))
+            metrics.WS_MESSAGES.labels("out", kind).inc()
+            if ts is not None:
+                metrics.EVENT_DELIVERY.observe(max(0.0, time.time() - ts))
         if self.outbox.full():
             await self.ws.close(CLOSE_SLOW)
 
     def close_after_pending(self, code: int) -> None:
         """Send what is queued (e.g. the error frame), then close with code."""
-        self.outbox.put_nowait({"type": _CLOSE, "code": code})
+        self.outbox.put_nowait((_CLOSE, str(code), None))
 
     async def heartbeat(self) -> None:
         while True:
@@ -138,8 +141,9 @@ class Session:
         self.subs[job_id] = asyncio.create_task(self.forward(job_id, seq if since is None else since))
 
     async def forward(self, job_id: str, since: int) -> None:
-        async for event in self.c.hub.follow(job_id, since):
-            self.send({"type": "event", "jobId": job_id, "event": event})
+        hub = self.c.hub
+        async for event in hub.follow(job_id, since):
+            self._put(("event", hub.frame(event), event["ts"]))
 
     async def close(self) -> None:
         for task in self.subs.values():

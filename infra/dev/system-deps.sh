@@ -3,6 +3,8 @@
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool + prometheus for tests/infra
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # headless browser for tests/browser (Playwright)
 if [ "${#missing[@]}" -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})" >&2
