@@ -1,0 +1,310 @@
+"""New job: images (+ clips, transcripts and narration for `studio`), prompt, workflow and training options.
+
+Files go browser -> UI server (checked by type and size in the browser, then again here) into a private
+temporary folder, and from there to control with the job; control sniffs and decodes them once more.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from nicegui import events, ui
+from pydantic import ValidationError
+
+from common.client import ApiError
+from common.services import TrainLoraParams
+from frontend.format import human_bytes
+from frontend.link import ControlLink
+
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp")
+AUDIO_TYPES = (".wav", ".flac", ".ogg", ".mp3")
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+_AUDIO_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
+#: A rejected file's reason, from Quasar's `failedPropValidation`.
+_REJECTED = {
+    "accept": "not an accepted file type",
+    "max-file-size": "too large",
+    "max-total-size": "over the total size limit",
+    "max-files": "over the file count limit",
+    "filter": "filtered out",
+}
+_HEADINGS = {
+    401: "The control plane refused this UI's API key (check BIPLANE_API_KEY)",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported file type",
+    422: "Please check the form",
+    429: "Too many submissions: wait a minute and try again",
+}
+#: Advanced options shown in the form: wire name -> (label, min, max, step).
+OPTIONS: dict[str, tuple[str, float, float, float]] = {
+    "steps": ("Training steps", 1, 100_000, 1),
+    "rank": ("LoRA rank", 1, 256, 1),
+    "learningRate": ("Learning rate", 1e-7, 1, 1e-5),
+    "resolution": ("Resolution (px, multiple of 8)", 32, 2048, 8),
+    "seed": ("Seed", 0, 2**32 - 1, 1),
+    "sampleEvery": ("Preview every N steps (0 = only at the end)", 0, 100_000, 1),
+}
+
+
+def option_defaults() -> dict[str, Any]:
+    """The form's defaults are the service's own defaults."""
+    fields = TrainLoraParams.model_fields
+    return {wire: fields[name].default for name, f in fields.items() if (wire := f.alias or name) in OPTIONS}
+
+
+def explain(e: ApiError) -> str:
+    """One sentence for a refused submission: what went wrong, where, and the server's own words."""
+    heading = _HEADINGS.get(e.status, "The control plane refused the job")
+    where = f" (field {e.pointer.lstrip('/')})" if e.pointer else ""
+    return f"{heading}{where}: {e.message} [{e.status} {e.code}]"
+
+
+@dataclass
+class Staged:
+    name: str
+    path: Path
+    size: int
+    transcript: str = ""
+
+
+class StagedFiles:
+    """Files received from the browser, kept in a private temporary folder until the job is submitted."""
+
+    def __init__(self, root: Path, kind: str) -> None:
+        self.root, self.kind = root, kind
+        self.items: list[Staged] = []
+        self._n = 0
+
+    async def add(self, file: Any) -> Staged:  # a nicegui FileUpload
+        self._n += 1
+        folder = self.root / f"{self.kind}-{self._n:03d}"
+        folder.mkdir(parents=True)
+        path = folder / Path(file.name).name
+        await file.save(path)
+        item = Staged(path.name, path, path.stat().st_size)
+        self.items.append(item)
+        return item
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            item = next((i for i in self.items if i.name == name), None)
+            if item is not None:
+                self.items.remove(item)
+                shutil.rmtree(item.path.parent, ignore_errors=True)
+
+    def clear(self) -> None:
+        self.remove([i.name for i in list(self.items)])
+
+    @property
+    def total(self) -> int:
+        return sum(i.size for i in self.items)
+
+
+class NewJobForm:
+    def __init__(self, link: ControlLink) -> None:
+        self.link, self.settings = link, link.settings
+        self._tmp = tempfile.TemporaryDirectory(prefix="biplane-ui-")
+        root = Path(self._tmp.name)
+        self.images, self.clips = StagedFiles(root, "image"), StagedFiles(root, "clip")
+        self.options = option_defaults()
+        self.build()
+        ui.context.client.on_delete(self._tmp.cleanup)
+
+    # --- layout ------------------------------------------------------------------------------------------------
+    def build(self) -> None:
+        s = self.settings
+        with ui.column().classes("w-full max-w-3xl mx-auto q-pa-md gap-4"):
+            ui.label("New job").classes("text-h5")
+            self.workflow = ui.toggle({"lora": "LoRA", "studio": "Studio: LoRA + voice + video"}, value="lora").props(
+                'data-testid=workflow aria-label="Workflow" no-caps'
+            )
+            self.prompt = (
+                ui.textarea("Prompt", placeholder="a photo of sks cat, studio light")
+                .props(f"data-testid=prompt outlined autogrow maxlength={s.max_prompt_chars} counter")
+                .classes("w-full")
+            )
+            limit = human_bytes(s.max_upload_file_bytes)
+            ui.label(f"Images: 1 to {s.max_images} PNG, JPEG or WebP files, each up to {limit}.").classes("text-body2")
+            self.image_upload = self._uploader(
+                "Images", "images", IMAGE_TYPES, _MIME, self.images, s.max_images, self._on_image
+            )
+            self.image_summary = ui.label().props("data-testid=images-summary").classes("text-caption")
+            with ui.column().classes("w-full gap-2").bind_visibility_from(self.workflow, "value", value="studio"):
+                self._studio_section()
+            with ui.expansion("Advanced options", icon="tune").classes("w-full").props("data-testid=advanced"):
+                with ui.grid().classes("w-full gap-2 grid-cols-1 sm:grid-cols-2"):
+                    for wire, (label, lo, hi, step) in OPTIONS.items():
+                        ui.number(label, min=lo, max=hi, step=step).bind_value(self.options, wire).props(
+                            f"data-testid=opt-{wire} outlined dense"
+                        )
+            self.error = (
+                ui.label()
+                .classes("w-full text-negative bg-red-1 q-pa-sm rounded-borders")
+                .props("data-testid=submit-error role=alert")
+            )
+            self.error.set_visibility(False)
+            self.submit_button = ui.button("Start training", icon="play_arrow", on_click=self.submit).props(
+                "data-testid=submit color=primary"
+            )
+        self._refresh_summary()
+
+    def _studio_section(self) -> None:
+        s = self.settings
+        ui.label(f"Voice clips: 1 to {s.max_clips} WAV, FLAC, OGG or MP3 files, one transcript each.").classes(
+            "text-body2"
+        )
+        self.clip_upload = self._uploader(
+            "Voice clips", "clips", AUDIO_TYPES, _AUDIO_MIME, self.clips, s.max_clips, self._on_clip
+        )
+        self.transcripts = ui.column().classes("w-full gap-1").props("data-testid=transcripts")
+        self.narration = (
+            ui.textarea("Narration (spoken in the video by the trained voice)")
+            .props("data-testid=narration outlined autogrow maxlength=2000")
+            .classes("w-full")
+        )
+
+    def _uploader(
+        self,
+        label: str,
+        testid: str,
+        exts: tuple[str, ...],
+        mimes: dict[str, str],
+        staged: StagedFiles,
+        max_files: int,
+        on_upload: Any,
+    ) -> ui.upload:
+        accept = ",".join([*exts, *sorted(set(mimes.values()))])
+        up = (
+            ui.upload(
+                label=label,
+                multiple=True,
+                auto_upload=True,
+                max_file_size=self.settings.max_upload_file_bytes,
+                max_files=max_files,
+                on_upload=on_upload,
+            )
+            .props(f'accept="{accept}" data-testid={testid} aria-label="{label}"')
+            .classes("w-full")
+        )
+        up.on("rejected", self._on_rejected, js_handler=_JS_REJECTED)
+        up.on("removed", lambda e: self._on_removed(staged, e.args), js_handler=_JS_NAMES)
+        return up
+
+    # --- uploads ------------------------------------------------------------------------------------------------
+    async def _on_image(self, e: events.UploadEventArguments) -> None:
+        await self._receive(e, self.images, IMAGE_TYPES)
+
+    async def _on_clip(self, e: events.UploadEventArguments) -> None:
+        if await self._receive(e, self.clips, AUDIO_TYPES):
+            self._render_transcripts()
+
+    async def _receive(self, e: events.UploadEventArguments, staged: StagedFiles, exts: tuple[str, ...]) -> bool:
+        """The server-side twin of the browser's checks: extension and size (control sniffs the bytes)."""
+        name, size = e.file.name, e.file.size()
+        if not name.lower().endswith(exts):
+            ui.notify(f"{name}: only {', '.join(exts)} files are accepted", type="negative")
+            return False
+        if size > self.settings.max_upload_file_bytes:
+            ui.notify(f"{name} is {human_bytes(size)}; the limit is {human_bytes(self.settings.max_upload_file_bytes)}")
+            return False
+        await staged.add(e.file)
+        self._refresh_summary()
+        return True
+
+    def _on_rejected(self, e: events.GenericEventArguments) -> None:
+        for name, reason in e.args or []:
+            ui.notify(f"{name}: {_REJECTED.get(reason, reason)}", type="warning")
+
+    def _on_removed(self, staged: StagedFiles, names: list[str]) -> None:
+        staged.remove(list(names or []))
+        self._refresh_summary()
+        if staged is self.clips:
+            self._render_transcripts()
+
+    def _refresh_summary(self) -> None:
+        n = len(self.images.items)
+        self.image_summary.set_text(
+            f"{n} image{'s' if n != 1 else ''} ready ({human_bytes(self.images.total)})" if n else "No images yet."
+        )
+
+    def _render_transcripts(self) -> None:
+        self.transcripts.clear()
+        with self.transcripts:
+            for i, clip in enumerate(self.clips.items):
+                ui.input(f"Transcript of {clip.name}").bind_value(clip, "transcript").props(
+                    f"data-testid=transcript-{i} outlined dense maxlength=1000"
+                ).classes("w-full")
+
+    # --- submit -------------------------------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """What the form can tell before asking control (control checks all of it again)."""
+        out = []
+        if not (self.prompt.value or "").strip():
+            out.append("Write a prompt.")
+        if not 1 <= len(self.images.items) <= self.settings.max_images:
+            out.append(f"Add 1 to {self.settings.max_images} images.")
+        try:
+            TrainLoraParams.model_validate({k: v for k, v in self.options.items() if v is not None})
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            out.append(f"Advanced option {field}: {first['msg']}")
+        if self.workflow.value == "studio":
+            if not self.clips.items:
+                out.append("Add at least one voice clip.")
+            missing = [c.name for c in self.clips.items if not c.transcript.strip()]
+            if missing:
+                out.append(f"Write the transcript of {', '.join(missing)}.")
+            if not (self.narration.value or "").strip():
+                out.append("Write the narration.")
+        return out
+
+    def show_error(self, text: str | None) -> None:
+        self.error.set_text(text or "")
+        self.error.set_visibility(bool(text))
+
+    async def submit(self) -> None:
+        problems = self.problems()
+        if problems:
+            self.show_error(" ".join(problems))
+            return
+        self.show_error(None)
+        studio = self.workflow.value == "studio"
+        options = {k: (int(v) if k != "learningRate" else float(v)) for k, v in self.options.items() if v is not None}
+        self.submit_button.props("loading")
+        try:
+            job_id = await self.link.client.submit_train(
+                [i.path for i in self.images.items],
+                prompt=self.prompt.value.strip(),
+                options=options,
+                workflow=self.workflow.value,
+                clips=[c.path for c in self.clips.items] if studio else None,
+                transcripts=[c.transcript.strip() for c in self.clips.items] if studio else None,
+                narration=self.narration.value.strip() if studio else None,
+            )
+        except ApiError as err:
+            self.show_error(explain(err))
+            return
+        except httpx.HTTPError as err:
+            self.show_error(f"The control plane is unreachable ({type(err).__name__}); try again in a moment.")
+            return
+        finally:
+            self.submit_button.props(remove="loading")
+        ui.navigate.to(f"/jobs/{job_id}")
+
+
+#: Quasar passes File objects, which do not serialise: send names (and the failed check) instead.
+_JS_NAMES = "(files) => emit(files.map((f) => f.name))"
+_JS_REJECTED = "(entries) => emit(entries.map((r) => [r.file.name, r.failedPropValidation]))"
+
+
+def page(link: ControlLink) -> None:
+    NewJobForm(link)

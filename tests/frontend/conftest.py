@@ -1,0 +1,58 @@
+"""UI tests with NiceGUI's simulated `User` against a real control process and worker (module-scoped)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from nicegui.testing import User, user_simulation
+
+from common.devstack import RedisServer, S3Server
+from common.settings import Settings
+from tests.browser.stack import API_KEY, start_worker, ui_settings
+from tests.conftest import Plane
+
+MAIN = Path(__file__).with_name("ui_main.py")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    control: Plane
+    worker: Plane
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = ui_settings(redis_server, s3_server)
+    logs = tmp_path_factory.mktemp("ui-stack")
+    control = Plane("control", settings, logs).start()
+    worker = start_worker(settings, logs, step_seconds=0.05)
+    yield Stack(settings, control, worker)
+    worker.stop()
+    control.stop()
+
+
+@pytest.fixture
+async def user(stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> AsyncIterator[User]:
+    """A simulated browser on the UI built by frontend.app.create, pointed at the module's control."""
+    monkeypatch.setenv("BIPLANE_URL", stack.control.url)
+    monkeypatch.setenv("BIPLANE_API_KEY", API_KEY)
+    async with user_simulation(main_file=MAIN) as u:
+        yield u
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, f"unexpected ERROR logs: {[r.getMessage() for r in errors]}"
+
+
+async def eventually(check: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll check() on the event loop (so the UI's tasks keep running) until it is truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,243 @@
+"""Page logic with NiceGUI's simulated User: the real UI code against a real control process and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import struct
+import time
+import wave
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from nicegui import ui
+from nicegui.elements.upload_files import SmallFileUpload
+from nicegui.testing import User
+
+from common.bridge import Bridge, connect
+from common.keys import Keys
+from common.registry import Registry
+from tests.browser.stack import LORA_OPTIONS, submit_lora
+from tests.frontend.conftest import Stack, eventually
+from tests.support.api import png
+
+
+def by_testid(user: User, testid: str) -> list[Any]:
+    assert user.client is not None
+    return [el for el in user.client.elements.values() if el.props.get("data-testid") == testid]
+
+
+def one(user: User, testid: str) -> Any:
+    found = by_testid(user, testid)
+    assert len(found) == 1, f"{len(found)} elements with data-testid={testid}"
+    return found[0]
+
+
+def text_of(user: User, testid: str) -> str:
+    return str(one(user, testid).text)
+
+
+def inside(element: Any, testid: str) -> Any:
+    """The one descendant of element with this data-testid."""
+    found = [d for d in element.descendants() if d.props.get("data-testid") == testid]
+    assert len(found) == 1, f"{len(found)} descendants with data-testid={testid}"
+    return found[0]
+
+
+async def upload(user: User, testid: str, files: list[tuple[str, str, bytes]]) -> None:
+    await one(user, testid).handle_uploads([SmallFileUpload(n, t, d) for n, t, d in files])
+
+
+async def fill_form(user: User, images: list[tuple[str, str, bytes]], prompt: str = "a red box") -> None:
+    await user.open("/")
+    user.find("Prompt").type(prompt)
+    await upload(user, "images", images)
+    await eventually(lambda: text_of(user, "images-summary").startswith(f"{len(images)} image"), what="staged images")
+    for wire, value in LORA_OPTIONS.items():
+        one(user, f"opt-{wire}").value = value
+
+
+async def test_new_job_runs_live_to_completion(user: User) -> None:
+    images = [(f"im{i}.png", "image/png", png(color=(40 * i, 90, 200))) for i in range(3)]
+    await fill_form(user, images)
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: user.back_history[-1].startswith("/jobs/"), what="job page")
+    job_id = user.back_history[-1].rsplit("/", 1)[-1]
+    await eventually(lambda: text_of(user, "job-status") == "completed", timeout=60, what="completed")
+    assert text_of(user, "overall-percent") == "100 %"
+    assert one(user, "overall-progress").value == 1.0
+    for node_id, plane in (("prepare", "control"), ("train_lora", "data"), ("publish", "control")):
+        row = one(user, f"node-{node_id}")
+        await eventually(lambda row=row: inside(row, "node-status").text == "completed", what=f"{node_id} completed")
+        assert inside(row, "node-plane").text == f"{plane} plane"
+    steps = LORA_OPTIONS["steps"]
+    assert f"step {steps}/{steps}" in inside(one(user, "node-train_lora"), "node-detail").text
+    series = {s["name"]: s["data"] for s in one(user, "loss-chart").options["series"]}
+    assert [p[0] for p in series["train_lora"]] == list(range(1, steps + 1)), "one loss point per step"
+    previews = by_testid(user, "preview")
+    assert previews and all(p.props["src"].startswith(f"/files/{job_id}/train_lora/") for p in previews)
+
+    def artifact_rows() -> dict[str, Any]:
+        return {inside(r, "artifact-name").text: r for r in by_testid(user, "artifact")}
+
+    await eventually(lambda: "manifest.json" in artifact_rows(), what="artifacts listed")
+    rows = artifact_rows()
+    assert "train_lora/pytorch_lora_weights.safetensors" in rows and "prepare/images/002.png" in rows
+    log_lines = [line.text for line in one(user, "log").default_slot.children]
+    assert any(line.endswith("INFO job completed") for line in log_lines), log_lines
+    # Preview and LoRA reach the browser through the UI server, the LoRA with control's sha256.
+    preview = await user.http_client.get(previews[0].props["src"])
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    assert preview.content.startswith(b"\x89PNG")
+    lora_row = rows["train_lora/pytorch_lora_weights.safetensors"]
+    lora = await user.http_client.get(inside(lora_row, "download").props["href"])
+    assert lora.status_code == 200 and lora.headers["content-disposition"].startswith("attachment;")
+    assert inside(lora_row, "artifact-sha256").text == f"sha256 {hashlib.sha256(lora.content).hexdigest()}"
+    assert (await user.http_client.get(f"/files/{job_id}/train_lora/missing.bin")).status_code == 404
+    assert not one(user, "cancel").visible, "no cancel button on a finished job"
+
+
+async def test_health_and_ready(user: User) -> None:
+    assert (await user.http_client.get("/health")).json() == {"status": "ok"}
+    answers = []
+
+    async def ready() -> None:
+        answers.append((await user.http_client.get("/ready")).json())
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not answers or answers[-1]["control"] is not True:
+        assert loop.time() < deadline, answers[-1:]
+        await ready()
+        await asyncio.sleep(0.05)
+    assert answers[-1] == {"status": "ready", "control": True}
+
+
+async def test_form_explains_what_is_missing(user: User) -> None:
+    await user.open("/")
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: one(user, "submit-error").visible)
+    assert text_of(user, "submit-error") == "Write a prompt. Add 1 to 50 images."
+    one(user, "workflow").value = "studio"
+    one(user, "opt-steps").value = 0
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: "voice clip" in text_of(user, "submit-error"))
+    error = text_of(user, "submit-error")
+    assert "Advanced option steps: Input should be greater than or equal to 1" in error
+    assert "Add at least one voice clip." in error and "Write the narration." in error
+    assert not one(user, "demo-banner").visible, "the worker under test runs no demo models"
+
+
+async def test_server_refusal_is_shown_with_its_message(user: User) -> None:
+    await fill_form(user, [("notes.png", "image/png", b"just some text, not an image")])
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: one(user, "submit-error").visible, what="error shown")
+    error = text_of(user, "submit-error")
+    assert error.startswith("Unsupported file type (field images/0): images[0] ('notes.png') is not PNG, JPEG or WebP")
+    assert error.endswith("[415 unsupported_media_type]")
+    assert user.back_history == ["/"], "a refused job stays on the form"
+
+
+async def test_ui_server_checks_type_and_size_again(user: User, stack: Stack) -> None:
+    await user.open("/")
+    too_big = stack.settings.max_upload_file_bytes + 1
+    await upload(user, "images", [("a.txt", "image/png", b"x"), ("big.png", "image/png", b"\0" * too_big)])
+    await user.should_see("a.txt: only .png, .jpg, .jpeg, .webp files are accepted")
+    await user.should_see("big.png is 20.0 MiB; the limit is 20.0 MiB")
+    assert text_of(user, "images-summary") == "No images yet."
+    await upload(user, "images", [("ok.png", "image/png", png()), ("ok2.png", "image/png", png())])
+    await eventually(lambda: text_of(user, "images-summary").startswith("2 images ready"))
+    user.find(kind=ui.upload).trigger("removed", ["ok.png"])  # what the browser reports when a file is removed
+    assert text_of(user, "images-summary").startswith("1 image ready")
+
+
+async def test_jobs_list_is_newest_first_and_live(user: User, stack: Stack) -> None:
+    first = submit_lora(stack.control.url, [png()], LORA_OPTIONS)
+    second = submit_lora(stack.control.url, [png()], LORA_OPTIONS)
+    await user.open("/jobs")
+    await eventually(lambda: len(by_testid(user, f"job-{second}")) == 1, what="jobs listed")
+    order = [c.props["data-testid"] for c in one(user, "jobs").default_slot.children]
+    assert order.index(f"job-{second}") < order.index(f"job-{first}"), "newest first"
+
+    def row_text(job_id: str, testid: str) -> str:
+        return str(inside(one(user, f"job-{job_id}"), testid).text)
+
+    await eventually(
+        lambda: row_text(first, "job-status") == row_text(second, "job-status") == "completed",
+        timeout=60,
+        what="live status updates",
+    )
+    assert row_text(second, "job-workflow") == "lora" and row_text(second, "job-progress") == "100 %"
+    assert row_text(second, "job-age") == "just now"
+
+
+@pytest.fixture
+async def demo_worker(stack: Stack) -> AsyncIterator[None]:
+    """A worker heartbeat that says "demo models" (as a worker without model paths announces itself)."""
+    redis = connect(stack.settings)
+    bridge = Bridge(redis, Keys(stack.settings.key_prefix), stack.settings)
+
+    async def beat() -> None:
+        while True:
+            await bridge.heartbeat(Registry().manifest("data", demo=True, instance="demo-worker", ts=time.time()))
+            await asyncio.sleep(stack.settings.heartbeat_seconds)
+
+    task = asyncio.create_task(beat())
+    await asyncio.sleep(0)  # the first beat lands before the UI starts
+    yield
+    task.cancel()
+    await bridge.forget("demo-worker")
+    await redis.aclose()
+
+
+async def test_demo_banner_follows_capabilities(demo_worker: None, user: User) -> None:
+    await user.open("/")
+    await eventually(lambda: one(user, "demo-banner").visible, what="demo banner")
+    assert "outputs are noise; configure real model paths" in text_of(user, "demo-banner")
+
+
+def wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<h", (i * 37) % 2000 - 1000) for i in range(int(seconds * rate))))
+    return out.getvalue()
+
+
+async def test_studio_form_sends_clips_and_a_failure_is_shown(user: User) -> None:
+    await user.open("/")
+    one(user, "workflow").value = "studio"
+    user.find("Prompt").type("a red box")
+    user.find("Narration (spoken in the video by the trained voice)").type("Hello from the box.")
+    await upload(user, "images", [("a.png", "image/png", png())])
+    await upload(user, "clips", [("hello.wav", "audio/wav", wav())])
+    await eventually(lambda: len(by_testid(user, "transcript-0")) == 1, what="transcript field")
+    one(user, "transcript-0").value = "hello there"
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: user.back_history[-1].startswith("/jobs/"), what="job page")
+    assert text_of(user, "job-workflow") == "studio"
+    # prepare_assets (control) accepted the image, the clip and its transcript; the test worker has no
+    # train_voice (yet), so the job fails there, and the page says where and why.
+    await eventually(lambda: text_of(user, "job-status") == "failed", timeout=30, what="failed")
+    assert inside(one(user, "node-prepare"), "node-status").text == "completed"
+    assert inside(one(user, "node-train_voice"), "node-status").text == "failed"
+    assert "train_voice" in inside(one(user, "node-train_voice"), "node-detail").text
+    assert "train_voice" in text_of(user, "job-error")
+    assert inside(one(user, "node-render_video"), "node-status").text == "skipped"
+    assert not one(user, "cancel").visible
+
+
+async def test_cancel_button_stops_a_running_job(user: User, stack: Stack) -> None:
+    job_id = submit_lora(stack.control.url, [png()], {**LORA_OPTIONS, "steps": 2000})
+    await user.open(f"/jobs/{job_id}")
+    train = one(user, "node-train_lora")
+    await eventually(lambda: "step" in inside(train, "node-detail").text, timeout=30, what="training started")
+    user.find(kind=ui.button, content="Cancel").click()
+    await user.should_see("Cancel requested: the job stops at its next step.")
+    await eventually(lambda: text_of(user, "job-status") == "canceled", timeout=30, what="canceled")
+    assert inside(train, "node-status").text == "canceled"
+    assert not one(user, "cancel").visible
