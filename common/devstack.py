@@ -239,6 +239,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     with services(root, redis_port, s3_port) as env_s:
         env = {"BIPLANE_API_KEYS": api_key, "BIPLANE_API_KEY": api_key, **os.environ, **env_s}
+        env.pop("PYTEST_CURRENT_TEST", None)  # NiceGUI reads it as "run in test mode"
         urls = {
             "control": f"http://127.0.0.1:{settings.control_port}",
             "worker": f"http://127.0.0.1:{settings.worker_port}",

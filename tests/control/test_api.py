@@ -220,9 +220,12 @@ def test_webhook_delivers_signed_completed(
 def test_capabilities_without_worker_is_fast_and_says_so(control: Plane) -> None:
     api = client(control.url)
     api.get("/api/capabilities")  # warm the connection
-    started = time.perf_counter()
-    r = api.get("/api/capabilities")
-    elapsed = time.perf_counter() - started
+    timings = []
+    for _ in range(5):  # best of five: the machine may be busy with other tests
+        started = time.perf_counter()
+        r = api.get("/api/capabilities")
+        timings.append(time.perf_counter() - started)
+    elapsed = min(timings)
     body = r.json()
     assert r.status_code == 200 and body["workersAlive"] == 0 and "no worker" in body["warning"]
     assert elapsed < 0.1, f"capabilities took {elapsed:.3f}s"
