@@ -40,8 +40,8 @@ lint: install ## ruff lint + format check
 typecheck: install ## mypy
 	$(VENV)/bin/mypy
 
-pytest: system install ## the test suite (real Redis, S3 and processes)
-	$(PY) -m pytest
+pytest: system install ## the test suite (real Redis, S3 and processes), two test processes, one per core
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest ## everything CI runs
 
