@@ -7,7 +7,7 @@ EXTRAS ?= control,worker,frontend,dev
 # torch: on a machine without CUDA take the pinned CPU build first (an open range pulls a multi-GB CUDA build).
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: help install system run demo test lint typecheck pytest codegen bench clean
+.PHONY: help install system run demo test lint typecheck pytest soak codegen bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ pytest: system install ## the test suite (real Redis, S3 and processes), two tes
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest ## everything CI runs
+
+soak: system install ## longer reliability and fuzzing runs (10 kill/resume rounds, 1,000+ schemathesis cases)
+	SOAK=1 SCHEMATHESIS_EXAMPLES=100 $(PY) -m pytest -n 2 --dist loadfile tests/reliability tests/security
 
 codegen: install ## regenerate common/models from common/schemas
 	$(PY) codegen/generate.py
