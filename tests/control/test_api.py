@@ -257,3 +257,31 @@ async def test_ws_protocol_errors_keep_the_connection(settings: Settings, contro
         assert json.loads(await ws.recv())["code"] == "not_found"
         await ws.send(json.dumps({"action": "ping"}))
         assert json.loads(await ws.recv())["type"] == "pong"
+
+
+async def test_lora_job_through_api_train_with_a_real_worker(
+    settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
+) -> None:
+    """POST /api/train with three PNGs: prepare (control) -> train_lora (worker process) -> publish (control)."""
+    from tests.browser.stack import LORA_OPTIONS, REAL_LORA
+
+    extra = {} if REAL_LORA else {"BIPLANE_TASK_MODULES": "tests.browser.fake_lora", "FAKE_LORA_STEP_SECONDS": "0.05"}
+    plane_factory("worker", settings, **extra)
+    api = client(control.url)
+    files = [("images", (f"{i}.png", png(color=(60 * i, 100, 200)), "image/png")) for i in range(3)]
+    r = api.post("/api/train", data={"prompt": "a red square", "options": json.dumps(LORA_OPTIONS)}, files=files)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["jobId"]
+    _, events = await ws_follow(control.url, job_id, since=0)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["kind"] == "status" and events[-1]["status"] == "completed"
+    kinds = {(e["kind"], e.get("nodeId")) for e in events}
+    assert {("node", "prepare"), ("node", "train_lora"), ("node", "publish"), ("progress", "train_lora")} <= kinds
+    record = api.get(f"/api/jobs/{job_id}").json()
+    assert [(n["id"], n["plane"], n["status"]) for n in record["graph"]["nodes"]] == [
+        ("prepare", "control", "completed"),
+        ("train_lora", "data", "completed"),
+        ("publish", "control", "completed"),
+    ]
+    names = {a["name"] for a in api.get(f"/api/jobs/{job_id}/artifacts").json()["items"]}
+    assert "train_lora/pytorch_lora_weights.safetensors" in names and "prepare/images/002.png" in names
