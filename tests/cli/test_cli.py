@@ -75,3 +75,37 @@ def test_bad_arguments_exit_2_with_a_message(control: Plane, tmp_path: Path) -> 
     assert wrong_key.returncode == 2 and "unauthorized" in wrong_key.stderr
     unknown = cli(control.url, "status", "f" * 32)
     assert unknown.returncode == 2 and "not_found" in unknown.stderr
+
+
+def test_train_follow_then_download_matches_the_manifest(
+    settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
+) -> None:
+    from tests.browser.stack import LORA_OPTIONS, REAL_LORA
+    from tests.support.api import png
+
+    control = plane_factory("control", settings)
+    extra = {} if REAL_LORA else {"BIPLANE_TASK_MODULES": "tests.browser.fake_lora", "FAKE_LORA_STEP_SECONDS": "0.05"}
+    plane_factory("worker", settings, **extra)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.png").write_bytes(png(color=(80 * i, 50, 50)))
+    trained = cli(
+        control.url,
+        "train",
+        "--images",
+        str(images),
+        "--prompt",
+        "three squares",
+        "--options",
+        json.dumps(LORA_OPTIONS),
+        "--follow",
+    )
+    assert trained.returncode == 0, trained.stderr
+    job_id = json.loads(cli(control.url, "--json", "jobs").stdout)[0]["jobId"]
+    got = cli(control.url, "artifacts", job_id, "--download", str(tmp_path / "out"))
+    assert got.returncode == 0, got.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    lora = next(a for a in manifest["artifacts"] if a["name"].endswith("pytorch_lora_weights.safetensors"))
+    data = (tmp_path / "out" / lora["name"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == lora["sha256"] and len(data) == lora["size"]
