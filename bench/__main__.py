@@ -29,9 +29,11 @@ def main(names: list[str]) -> None:
     text = "\n".join(table)
     print(text)
     doc = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+    analysis = Path(__file__).resolve().parent / "analysis.md"
     doc.write_text(
         "# Performance\n\nWritten by `make bench` (`python -m bench`); figures, never assertions.\n\n"
-        f"Machine: {machine()}. Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{text}\n"
+        f"Machine: {machine()}. Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{text}\n\n"
+        + analysis.read_text()
     )
 
 
