@@ -35,12 +35,16 @@ def _versions() -> dict[str, str]:
 async def heartbeat(state: PlaneState) -> None:
     """Publish this worker's capability manifest every few seconds (control reads, never waits)."""
     versions = _versions()
+    s = state.settings
+    # Any base model left unset is built as a random-weight demo model: say so, the UI shows a banner.
+    demo = None in (s.sd_model, s.tts_model, s.vocoder_model, s.motion_adapter)
     while True:
         manifest = state.registry.manifest(
             "data",
             instance=state.executor.consumer,
             versions=versions,
             ts=time.time(),
+            demo=demo,
         )
         try:
             await state.executor.bridge.heartbeat(manifest)

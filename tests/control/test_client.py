@@ -56,3 +56,12 @@ def test_metrics_label_routes_by_template(control: Plane) -> None:
     text = httpx.get(f"{control.url}/metrics").text
     assert 'biplane_http_requests_total{method="GET",route="/api/jobs/{job_id}",status="404"} 1.0' in text
     assert "f" * 32 not in text
+
+
+def test_capabilities_show_a_live_demo_worker(
+    settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
+) -> None:
+    plane_factory("worker", settings)
+    caps = Client(control.url, "test-key-1").capabilities()
+    assert caps["workersAlive"] == 1 and caps["demo"] is True and caps["warning"] is None
+    assert {s["service"]: s["workers"] for s in caps["services"]}["test.work"] == 1
