@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -35,24 +36,30 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.stop()
 
 
+def make_settings(redis_server: RedisServer, s3_server: S3Server, prefix: str = "t", **overrides: Any) -> Settings:
+    """Settings with their own key prefix and bucket on the session's servers, fast leases and reclaim."""
+    tag = uuid.uuid4().hex[:10]
+    values: dict[str, Any] = {
+        "redis_url": redis_server.url,
+        "key_prefix": f"{prefix}{tag}",
+        "s3_endpoint": s3_server.endpoint,
+        "s3_access_key": s3_server.access_key,
+        "s3_secret_key": s3_server.secret_key,
+        "bucket": f"{prefix}-{tag}",
+        "lease_seconds": 3,
+        "claim_idle_seconds": 2,
+        "heartbeat_seconds": 0.5,
+        "s3_retry_seconds": 5,
+        "api_keys": "test-key-1,test-key-2",
+        **overrides,
+    }
+    return Settings(**values)
+
+
 @pytest.fixture
 def settings(redis_server: RedisServer, s3_server: S3Server) -> Settings:
-    """Settings of one test: its own key prefix and bucket, fast leases and reclaim."""
-    tag = uuid.uuid4().hex[:10]
-    return Settings(
-        redis_url=redis_server.url,
-        key_prefix=f"t{tag}",
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-        bucket=f"t-{tag}",
-        lease_seconds=3,
-        claim_idle_seconds=2,
-        heartbeat_seconds=0.5,
-        s3_retry_seconds=5,
-        task_modules="tests.support.tasks",
-        api_keys="test-key-1,test-key-2",
-    )
+    """Settings of one test, with the test services loaded into the planes."""
+    return make_settings(redis_server, s3_server, task_modules="tests.support.tasks")
 
 
 @pytest.fixture

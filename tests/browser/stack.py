@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 
 from common.devstack import RedisServer, S3Server, free_port, stop_process, wait_until
 from common.settings import Settings
-from tests.conftest import Plane, settings_env
+from tests.conftest import Plane, make_settings, settings_env
 from worker.tasks import registry as worker_tasks
 
 API_KEY = "test-key-1"
@@ -27,21 +26,7 @@ LORA_OPTIONS: dict[str, Any] = (
 
 
 def ui_settings(redis_server: RedisServer, s3_server: S3Server) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    return Settings(
-        redis_url=redis_server.url,
-        key_prefix=f"ui{tag}",
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-        bucket=f"ui-{tag}",
-        lease_seconds=3,
-        claim_idle_seconds=2,
-        heartbeat_seconds=0.5,
-        s3_retry_seconds=5,
-        api_keys=f"{API_KEY},test-key-2",
-        api_key=API_KEY,  # type: ignore[arg-type]
-    )
+    return make_settings(redis_server, s3_server, prefix="ui", api_keys=f"{API_KEY},test-key-2", api_key=API_KEY)
 
 
 def start_worker(settings: Settings, log_dir: Path, step_seconds: float = 0.2) -> Plane:
