@@ -13,6 +13,9 @@ from fastapi import FastAPI
 from common.registry import Registry, load_modules
 from common.service import PlaneState, create_plane_app
 from common.settings import Settings
+from worker import metrics
+from worker.ml.device import describe
+from worker.ml.models import uses_demo_models
 from worker.tasks import registry as worker_tasks
 
 log = structlog.get_logger(__name__)
@@ -35,16 +38,20 @@ def _versions() -> dict[str, str]:
 async def heartbeat(state: PlaneState) -> None:
     """Publish this worker's capability manifest every few seconds (control reads, never waits)."""
     versions = _versions()
-    s = state.settings
     # Any base model left unset is built as a random-weight demo model: say so, the UI shows a banner.
-    demo = None in (s.sd_model, s.tts_model, s.vocoder_model, s.motion_adapter)
+    demo = uses_demo_models(state.settings)
     while True:
+        device = await asyncio.to_thread(describe)  # nvidia-smi, or torch once a task imported it
+        metrics.observe_device(device)
         manifest = state.registry.manifest(
             "data",
+            demo=demo,
             instance=state.executor.consumer,
+            device=device.device,
+            gpu_name=device.gpu_name,
+            vram_bytes=device.vram_bytes,
             versions=versions,
             ts=time.time(),
-            demo=demo,
         )
         try:
             await state.executor.bridge.heartbeat(manifest)

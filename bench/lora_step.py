@@ -1,0 +1,88 @@
+"""LoRA step time on the demo model: CPU fp32, and CUDA bf16 when a GPU is present. Prints, never asserts.
+
+python -m bench.lora_step [--steps 30] [--resolution 64] [--rank 8] [--batch 1] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def _pngs(n: int, size: int) -> list[bytes]:
+    from PIL import Image, ImageDraw
+
+    out = []
+    for i in range(n):
+        im = Image.new("RGB", (size, size), (40 * i % 256, 120, 200))
+        ImageDraw.Draw(im).ellipse([size // 4, size // 4 + i, size * 3 // 4, size * 3 // 4], fill=(250, 200, 20))
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def measure(models: Path, precision: str, args: argparse.Namespace) -> None:
+    from common.services import TrainLoraParams
+    from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
+    from worker.ml.lora import LoraTrainer
+
+    device = pick(precision)
+    reset_peak_memory()
+    p = TrainLoraParams(
+        steps=args.steps, rank=args.rank, learning_rate=1e-2, resolution=args.resolution, batch_size=args.batch
+    )
+    trainer = LoraTrainer(models / "sd", p, device, _pngs(4, args.resolution), "a photo of sks")
+    before = trainer.probe_loss()
+    for _ in range(3):  # warm-up (allocator, kernels)
+        trainer.step()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        trainer.step()
+        if device.kind == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    after = trainer.probe_loss()
+    p90 = sorted(times)[int(0.9 * len(times))]
+    print(
+        f"{device.name:<40} {device.precision:<5} res {args.resolution} bs {args.batch} r {args.rank}: "
+        f"median {statistics.median(times) * 1000:.1f} ms/step (p90 {p90 * 1000:.1f}), "
+        f"probe loss {before:.4f} -> {after:.4f} ({(after / before - 1) * 100:+.1f}%), "
+        f"peak memory {peak_memory_bytes(device) / 2**20:.0f} MiB, {trainer.trainable_count} LoRA params"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from worker.ml.demo import ensure_demo_models
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        models = ensure_demo_models(Path(tmp) / "models").root
+        print(f"demo models built in {time.perf_counter() - t0:.1f} s")
+        measure(models, "fp32", args)
+        if torch.cuda.is_available():
+            measure(models, "bf16", args)
+        else:
+            print("no CUDA: bf16 run skipped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""train_lora: LoRA on the SD UNet from the prepared images and prompt; previews, checkpoints, resume."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common.context import TaskContext
+from common.errors import TaskInputError
+from common.registry import Registry
+from common.services import TrainLoraParams
+from worker import metrics
+from worker.ml import checkpoints, loop, models
+from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
+from worker.tasks import inputs
+
+registry = Registry()
+
+#: Seed of preview/sample images, fixed so previews of one run are comparable.
+SAMPLE_SEED = 0
+
+
+def _images(ctx: TaskContext) -> tuple[list[bytes], str]:
+    keys = inputs.value(ctx, "images")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        raise TaskInputError("train_lora needs `images`: a non-empty list of prepared PNG keys")
+    prompt = inputs.value(ctx, "prompt", "")
+    if not isinstance(prompt, str):
+        raise TaskInputError("`prompt` must be a string")
+    return [inputs.read(ctx, k, "image") for k in keys], prompt
+
+
+@registry.task(
+    "train_lora",
+    plane="data",
+    params=TrainLoraParams,
+    outputs=("lora", "sample", "steps", "loss", "device", "peakMemoryBytes"),
+    gpu=True,
+)
+def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
+    """LoRA on the UNet attention projections of a Stable Diffusion base model."""
+    from worker.ml.lora import WEIGHTS_NAME, LoraTrainer, png_bytes
+
+    pngs, prompt = _images(ctx)
+    paths = models.resolve(ctx.settings, "sd_model")
+    device = pick(p.precision)
+    reset_peak_memory()
+    ctx.log(f"train_lora on {device.name} in {device.precision}{' (demo model)' if paths.demo else ''}")
+    trainer = LoraTrainer(paths.sd, p, device, pngs, prompt)
+
+    start, probe_start = 0, None
+    state = checkpoints.latest(ctx)
+    if state is not None:
+        trainer.load_state(state)
+        start, probe_start = int(state["step"]), state.get("probeStart")
+    if probe_start is None:
+        probe_start = trainer.probe_loss()
+
+    def checkpoint(step: int) -> None:
+        checkpoints.save(ctx, step, {**trainer.state(), "probeStart": probe_start})
+
+    def preview(step: int) -> None:
+        if p.sample_every and step % p.sample_every == 0 and step < p.steps:
+            image = png_bytes(trainer.sample(p.sample_steps, SAMPLE_SEED))
+            ctx.put_artifact(f"previews/step-{step:06d}.png", image, "image/png", preview=True)
+
+    result = loop.run(
+        ctx,
+        total=p.steps,
+        start=start,
+        step=trainer.step,
+        checkpoint=checkpoint,
+        checkpoint_every=p.checkpoint_every,
+        after_step=preview,
+    )
+    probe_end = trainer.probe_loss()
+    sample = png_bytes(trainer.sample(p.sample_steps, SAMPLE_SEED))
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = trainer.save_lora(Path(tmp))
+        ctx.check_cancel()  # canceled during the final sample: leave no final artifact
+        lora = ctx.put_artifact(WEIGHTS_NAME, weights, "application/octet-stream")
+    sample_meta = ctx.put_artifact("sample.png", sample, "image/png")
+    peak = peak_memory_bytes(device)
+    metrics.NODE_PEAK_MEMORY.labels(ctx.service).set(peak)
+    return {
+        "lora": lora.model_dump(by_alias=True, mode="json"),
+        "sample": sample_meta.model_dump(by_alias=True, mode="json"),
+        "steps": p.steps,
+        "startStep": start,
+        "loss": result.last_loss,
+        "probeLoss": {"start": probe_start, "end": probe_end},
+        "stepSeconds": result.median_step_seconds,
+        "trainableParams": trainer.trainable_count,
+        "device": device.name,
+        "precision": device.precision,
+        "demo": paths.demo,
+        "peakMemoryBytes": peak,
+    }

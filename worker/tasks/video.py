@@ -1,0 +1,95 @@
+"""render_video: AnimateDiff frames with the job's LoRA, H.264 MP4, narration in the trained voice, poster."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common.context import TaskContext
+from common.registry import Registry
+from common.services import RenderVideoParams
+from worker import metrics
+from worker.ml import models
+from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
+from worker.ml.lora import WEIGHTS_NAME, png_bytes
+from worker.ml.media import SAMPLE_RATE, encode_mp4
+from worker.tasks import inputs
+
+registry = Registry()
+
+
+def _lora_key(ctx: TaskContext, p: RenderVideoParams) -> str | None:
+    return inputs.ref_key(ctx, p.lora, WEIGHTS_NAME) or inputs.key_of(inputs.value(ctx, "lora"))
+
+
+def _voice_prefix(ctx: TaskContext, p: RenderVideoParams) -> str | None:
+    key = inputs.ref_key(ctx, p.voice, "voice/speaker.safetensors") or inputs.key_of(inputs.value(ctx, "voiceDir"))
+    if key is None:
+        return None
+    return key.rsplit("/", 1)[0] + "/" if not key.endswith("/") else key
+
+
+@registry.task(
+    "render_video",
+    plane="data",
+    params=RenderVideoParams,
+    outputs=("video", "poster", "frames", "fps", "hasAudio"),
+    gpu=True,
+)
+def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
+    """AnimateDiff frames with the job's LoRA, H.264 MP4, optional narration in the trained voice."""
+    from PIL import Image
+
+    from worker.ml.video import load_pipeline, render_frames
+    from worker.ml.voice import load_voice
+
+    prompt = p.prompt or str(inputs.value(ctx, "prompt", "") or "")
+    narration = p.narration or inputs.value(ctx, "narration")
+    lora_key, voice_prefix = _lora_key(ctx, p), _voice_prefix(ctx, p)
+    needed = ["sd_model", "motion_adapter"] + (["tts_model", "vocoder_model"] if narration else [])
+    paths = models.resolve(ctx.settings, *needed)
+    device = pick(p.precision)
+    reset_peak_memory()
+    with tempfile.TemporaryDirectory() as tmp:
+        lora_dir = None
+        if lora_key is not None:
+            lora_dir = Path(tmp, "lora")
+            lora_dir.mkdir()
+            (lora_dir / WEIGHTS_NAME).write_bytes(inputs.read(ctx, lora_key, "LoRA"))
+        ctx.log(f"render_video on {device.name}; LoRA {lora_key or 'none'}; voice {voice_prefix or 'none'}")
+        pipe = load_pipeline(paths.sd, paths.motion_adapter, device, lora_dir, p.lora_scale)
+
+        def on_step(i: int) -> None:
+            ctx.progress(0.9 * i / p.steps, step=i, total_steps=p.steps)
+            ctx.check_cancel()
+
+        frames = render_frames(pipe, p, prompt, device, on_step)
+        audio = None
+        if narration:
+            voice_dir = inputs.download_dir(ctx, voice_prefix, Path(tmp, "voice")) if voice_prefix else None
+            voice = load_voice(paths.tts, paths.vocoder, voice_dir, device, paths.demo)
+            audio = voice.synthesize(str(narration))
+    ctx.check_cancel()
+    mp4 = encode_mp4(frames, p.fps, audio)
+    video = ctx.put_artifact("video.mp4", mp4.data, "video/mp4")
+    poster = ctx.put_artifact("poster.png", png_bytes(Image.fromarray(frames[0])), "image/png")
+    ctx.progress(1.0, step=p.steps, total_steps=p.steps)
+    peak = peak_memory_bytes(device)
+    metrics.NODE_PEAK_MEMORY.labels(ctx.service).set(peak)
+    return {
+        "video": video.model_dump(by_alias=True, mode="json"),
+        "poster": poster.model_dump(by_alias=True, mode="json"),
+        "frames": int(frames.shape[0]),
+        "fps": p.fps,
+        "width": int(frames.shape[2]),
+        "height": int(frames.shape[1]),
+        "codec": mp4.codec,
+        "hasAudio": mp4.audio_codec is not None,
+        "audioSeconds": round(len(audio) / SAMPLE_RATE, 3) if audio is not None else 0.0,
+        "usedLora": lora_key,
+        "usedVoice": voice_prefix,
+        "device": device.name,
+        "demo": paths.demo,
+        "peakMemoryBytes": peak,
+    }
