@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     job_ttl_seconds: int = Field(14 * 24 * 3600, ge=60)  # how long a finished job is kept
     heartbeat_seconds: float = Field(5.0, gt=0)
     task_modules: str = ""  # extra comma-separated modules exposing a `registry` (plugins, tests)
+    builtin_tasks: bool = True  # worker: register the built-in ML tasks (tests of the UI swap in doubles)
 
     # Control-plane API
     rate_limit_per_minute: int = Field(60, ge=1)  # job submissions per API key per minute

@@ -22,7 +22,9 @@ log = structlog.get_logger(__name__)
 
 
 def build_registry(settings: Settings) -> Registry:
-    return Registry().merge(worker_tasks).merge(load_modules(settings.task_module_list()))
+    """The built-in ML tasks (unless BIPLANE_BUILTIN_TASKS=false) plus plugin modules."""
+    registry = Registry().merge(worker_tasks) if settings.builtin_tasks else Registry()
+    return registry.merge(load_modules(settings.task_module_list()))
 
 
 def _versions() -> dict[str, str]:

@@ -13,7 +13,7 @@ from nicegui.testing import User, user_simulation
 
 from common.devstack import RedisServer, S3Server
 from common.settings import Settings
-from tests.browser.stack import API_KEY, start_worker, ui_settings
+from tests.browser.stack import API_KEY, ui_settings
 from tests.conftest import Plane
 
 MAIN = Path(__file__).with_name("ui_main.py")
@@ -31,7 +31,16 @@ def stack(redis_server: RedisServer, s3_server: S3Server, tmp_path_factory: pyte
     settings = ui_settings(redis_server, s3_server)
     logs = tmp_path_factory.mktemp("ui-stack")
     control = Plane("control", settings, logs).start()
-    worker = start_worker(settings, logs, step_seconds=0.05)
+    # The page tests pin the fast test double of train_lora (and no train_voice): they check UI logic, and
+    # the browser tests run the real ML tasks.
+    worker = Plane(
+        "worker",
+        settings,
+        logs,
+        FAKE_LORA_STEP_SECONDS="0.05",
+        BIPLANE_BUILTIN_TASKS="false",
+        BIPLANE_TASK_MODULES="tests.browser.fake_lora",
+    ).start()
     yield Stack(settings, control, worker)
     worker.stop()
     control.stop()

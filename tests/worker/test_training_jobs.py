@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +37,9 @@ def checkpoint_steps(storage: Storage, job_id: str) -> list[int]:
     return sorted(int(k.rsplit("step-", 1)[1].removesuffix(".pt")) for k in keys)
 
 
+@pytest.mark.parametrize("round_", range(int(os.environ.get("KILL_ROUNDS", "3"))))  # `make soak`: 10
 async def test_sigkill_after_a_checkpoint_resumes_from_it(
-    redis: Redis, ml_settings: Settings, storage: Storage, plane_factory: Callable[..., Plane]
+    redis: Redis, ml_settings: Settings, storage: Storage, plane_factory: Callable[..., Plane], round_: int
 ) -> None:
     env = {"OMP_NUM_THREADS": "1"}
     first = plane_factory("worker", ml_settings, **env)
