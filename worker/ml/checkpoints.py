@@ -106,3 +106,13 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume(ctx: TaskContext, trainer: Any) -> tuple[int, float]:
+    """Load the latest checkpoint into trainer; returns (start step, probe loss before any training)."""
+    state = latest(ctx)
+    if state is None:
+        return 0, float(trainer.probe_loss())
+    trainer.load_state(state)
+    probe = state.get("probeStart")
+    return int(state["step"]), float(probe) if probe is not None else float(trainer.probe_loss())

@@ -49,13 +49,7 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
     ctx.log(f"train_lora on {device.name} in {device.precision}{' (demo model)' if paths.demo else ''}")
     trainer = LoraTrainer(paths.sd, p, device, pngs, prompt)
 
-    start, probe_start = 0, None
-    state = checkpoints.latest(ctx)
-    if state is not None:
-        trainer.load_state(state)
-        start, probe_start = int(state["step"]), state.get("probeStart")
-    if probe_start is None:
-        probe_start = trainer.probe_loss()
+    start, probe_start = checkpoints.resume(ctx, trainer)
 
     def checkpoint(step: int) -> None:
         checkpoints.save(ctx, step, {**trainer.state(), "probeStart": probe_start})

@@ -60,13 +60,7 @@ def train_voice(ctx: TaskContext, p: TrainVoiceParams) -> dict[str, Any]:
     ctx.log(f"train_voice ({p.mode}) on {device.name} in {device.precision}{' (demo model)' if paths.demo else ''}")
     trainer = VoiceTrainer(paths.tts, p, device, clips, texts)
 
-    start, probe_start = 0, None
-    state = checkpoints.latest(ctx)
-    if state is not None:
-        trainer.load_state(state)
-        start, probe_start = int(state["step"]), state.get("probeStart")
-    if probe_start is None:
-        probe_start = trainer.probe_loss()
+    start, probe_start = checkpoints.resume(ctx, trainer)
     result = loop.run(
         ctx,
         total=p.steps,
