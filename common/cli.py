@@ -85,7 +85,7 @@ def files_in(directory: Path, kinds: set[str], what: str) -> list[Path]:
     return found
 
 
-def options_arg(value: str | None) -> dict[str, Any]:
+def options_arg(value: str | None, flag: str = "--options") -> dict[str, Any]:
     """JSON inline or @file."""
     if not value:
         return {}
@@ -93,9 +93,9 @@ def options_arg(value: str | None) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        fail(f"--options is not JSON: {e.msg}")
+        fail(f"{flag} is not JSON: {e.msg}")
     if not isinstance(data, dict):
-        fail("--options must be a JSON object")
+        fail(f"{flag} must be a JSON object")
     return data
 
 
@@ -131,6 +131,8 @@ def train(
     clips: Annotated[Path | None, typer.Option(help="studio: directory of voice clips")] = None,
     transcripts: Annotated[Path | None, typer.Option(help="studio: one transcript per line, per clip")] = None,
     narration: Annotated[str | None, typer.Option(help="studio: text the video narrates")] = None,
+    voice_options: Annotated[str | None, typer.Option(help="studio: train_voice params as JSON or @file")] = None,
+    video_options: Annotated[str | None, typer.Option(help="studio: render_video params as JSON or @file")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="Show progress until the job ends")] = False,
 ) -> None:
     """Train a LoRA from images (or, with --workflow studio, a LoRA + voice + narrated video)."""
@@ -148,7 +150,15 @@ def train(
     async def call() -> str:
         async with AsyncClient(ctx.url, ctx.api_key) as c:
             return await c.submit_train(
-                image_files, prompt, options_arg(options), workflow, clip_files, lines, narration
+                image_files,
+                prompt,
+                options_arg(options),
+                workflow,
+                clip_files,
+                lines,
+                narration,
+                voice_options=options_arg(voice_options, "--voice-options"),
+                video_options=options_arg(video_options, "--video-options"),
             )
 
     submitted(run(call()), follow)
@@ -339,6 +349,8 @@ def demo(
                     clip_files,
                     lines,
                     d.NARRATION,
+                    voice_options=d.VOICE_OPTIONS,
+                    video_options=d.VIDEO_OPTIONS,
                 )
 
         job_id = run(submit())
@@ -352,9 +364,10 @@ def demo(
                 return [await c.download(job_id, a, output) for a in await c.artifacts(job_id)]
 
         paths = run(fetch())
-    table = Table("file", "what it is", "bytes")
+    table = Table("what it is", "bytes", "file")
+    table.columns[2].overflow = "fold"  # full paths, even on a narrow or non-terminal stdout
     for p in sorted(paths):
-        table.add_row(str(p), d.describe(p), f"{p.stat().st_size:,}")
+        table.add_row(d.describe(p), f"{p.stat().st_size:,}", str(p))
     out.print(table)
 
 

@@ -61,12 +61,18 @@ def _train_form(
     transcripts: list[str] | None,
     narration: str | None,
     webhook: str | None,
+    voice_options: dict[str, Any] | None,
+    video_options: dict[str, Any] | None,
 ) -> tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]:
     data = {"prompt": prompt, "workflow": workflow, "options": json.dumps(options or {})}
     files = _files("images", images)
     if clips:
         files += _files("clips", clips)
         data["transcripts"] = json.dumps(transcripts or [])
+    if voice_options:
+        data["voiceOptions"] = json.dumps(voice_options)
+    if video_options:
+        data["videoOptions"] = json.dumps(video_options)
     if narration:
         data["narration"] = narration
     if webhook:
@@ -103,9 +109,14 @@ class AsyncClient:
         narration: str | None = None,
         webhook: str | None = None,
         idempotency_key: str | None = None,
+        voice_options: dict[str, Any] | None = None,
+        video_options: dict[str, Any] | None = None,
     ) -> str:
-        """POST /api/train; returns the job id."""
-        data, files = _train_form(images, prompt, options, workflow, clips, transcripts, narration, webhook)
+        """POST /api/train; returns the job id. voice_options / video_options: studio's train_voice and
+        render_video params."""
+        data, files = _train_form(
+            images, prompt, options, workflow, clips, transcripts, narration, webhook, voice_options, video_options
+        )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return str((await self._json("POST", "/api/train", data=data, files=files, headers=headers))["jobId"])
 

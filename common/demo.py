@@ -82,6 +82,7 @@ DESCRIPTIONS = {
     ".wav": "speech sample (16 kHz WAV)",
     ".mp4": "rendered video (H.264 MP4)",
     ".json": "manifest / config (JSON)",
+    ".md": "model card (Markdown)",
 }
 
 

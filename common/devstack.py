@@ -237,6 +237,7 @@ def main() -> None:
     s3_port = int(os.environ.get("BIPLANE_DEV_S3_PORT", "8333"))
     started = time.monotonic()
     procs: list[subprocess.Popen[bytes]] = []
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` / `biplane demo` stop the stack like Ctrl-C does
     with services(root, redis_port, s3_port) as env_s:
         env = {"BIPLANE_API_KEYS": api_key, "BIPLANE_API_KEY": api_key, **os.environ, **env_s}
         env.pop("PYTEST_CURRENT_TEST", None)  # NiceGUI reads it as "run in test mode"
@@ -268,8 +269,15 @@ def main() -> None:
         except KeyboardInterrupt:
             print("stopping", file=sys.stderr)
         finally:
+            for p in procs:  # all at once: each finishes its current step in parallel
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
             for p in procs:
                 stop_process(p, grace=15)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

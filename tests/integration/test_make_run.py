@@ -1,20 +1,31 @@
-"""`make run` brings control and worker to /ready on the embedded Redis and S3, and Ctrl-C stops all."""
+"""`make run` brings control and worker to /ready on the embedded Redis and S3; Ctrl-C stops all, and so
+does a SIGTERM to the stack process alone (how `biplane demo` stops the stack it started)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from common.devstack import free_port
 from tests.conftest import ROOT
 
 
-def test_make_run_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "stop"),
+    [
+        (["make", "--no-print-directory", "run"], "ctrl-c"),
+        ([sys.executable, "-m", "common.devstack"], "sigterm"),
+    ],
+    ids=["make-run-ctrl-c", "devstack-sigterm"],
+)
+def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: list[str], stop: str) -> None:
     ports = {
         name: free_port() for name in ("CONTROL_PORT", "WORKER_PORT", "FRONTEND_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")
     }
@@ -22,7 +33,7 @@ def test_make_run_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     env.update({f"BIPLANE_{k}": str(v) for k, v in ports.items()})
     env["BIPLANE_DEV_DIR"] = str(tmp_path / "dev")
     proc = subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -52,11 +63,14 @@ def test_make_run_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         reader.join(timeout=1)
         assert any(key in line for line in lines), "the API key is printed"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        if stop == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # the terminal signals the whole foreground group
+        else:
+            proc.terminate()  # the stack process alone: it must stop its children itself
         proc.wait(timeout=60)
     for port in (ports["CONTROL_PORT"], ports["WORKER_PORT"], ports["DEV_REDIS_PORT"], ports["DEV_S3_PORT"]):
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            raise AssertionError(f"port {port} still answers after Ctrl-C")
+            raise AssertionError(f"port {port} still answers after {stop}")
         except httpx.TransportError:
             pass

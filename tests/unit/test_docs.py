@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import typer
+
 from common.cli import app as cli_app
 from common.settings import Settings
 from control.app import create_app
@@ -12,6 +14,7 @@ from control.app import create_app
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ENDPOINT = re.compile(r"`(GET|POST|PUT|DELETE|PATCH) (/[^`?\s]*)")
 COMMAND = re.compile(r"^biplane ([a-z-]+)", re.MULTILINE)
+USAGE = re.compile(r"^biplane ([a-z-]+)((?:[^\n]*\\\n)*[^\n]*)", re.MULTILINE)  # with `\` continuations
 
 
 def test_every_documented_endpoint_is_routed() -> None:
@@ -33,3 +36,14 @@ def test_every_documented_cli_command_exists() -> None:
     documented = {c for doc in DOCS.glob("*.md") for c in COMMAND.findall(doc.read_text())}
     assert {"train", "follow", "artifacts"} <= documented
     assert documented <= commands, f"documented but missing: {sorted(documented - commands)}"
+
+
+def test_every_documented_cli_flag_exists() -> None:
+    group = typer.main.get_group(cli_app)
+    usages = [
+        (c, re.findall(r"(--[a-z-]+)", rest)) for doc in DOCS.glob("*.md") for c, rest in USAGE.findall(doc.read_text())
+    ]
+    assert any(flags for _, flags in usages)
+    for name, flags in usages:
+        known = {o for p in group.commands[name].params for o in p.opts} | {"--help"}
+        assert set(flags) <= known, f"biplane {name}: documented but unknown {sorted(set(flags) - known)}"

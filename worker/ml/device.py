@@ -10,6 +10,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
     import torch
 
 _configured = False
+
+#: Model loading patches torch process-wide (accelerate's init_empty_weights puts new parameters on the meta
+#: device), so two nodes loading at once in worker threads can get each other's meta tensors. Loads take turns.
+LOADING = threading.Lock()
 
 
 def setup_torch() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.services import TrainLoraParams
-from worker.ml.device import Device
+from worker.ml.device import LOADING, Device
 
 if TYPE_CHECKING:
     import torch
@@ -75,11 +75,12 @@ class LoraTrainer:
         self.sd_dir, self.p, self.device, self.prompt = sd_dir, p, device, prompt
         dev, dtype = device.device, device.dtype
         load: dict[str, Any] = {"local_files_only": True}
-        self.tokenizer: Any = CLIPTokenizer.from_pretrained(sd_dir, subfolder="tokenizer", **load)
-        self.text_encoder: Any = CLIPTextModel.from_pretrained(sd_dir, subfolder="text_encoder", **load)
-        self.vae = AutoencoderKL.from_pretrained(sd_dir, subfolder="vae", **load)
-        self.unet = UNet2DConditionModel.from_pretrained(sd_dir, subfolder="unet", **load)
-        self.scheduler = DDPMScheduler.from_pretrained(sd_dir, subfolder="scheduler", **load)
+        with LOADING:
+            self.tokenizer: Any = CLIPTokenizer.from_pretrained(sd_dir, subfolder="tokenizer", **load)
+            self.text_encoder: Any = CLIPTextModel.from_pretrained(sd_dir, subfolder="text_encoder", **load)
+            self.vae = AutoencoderKL.from_pretrained(sd_dir, subfolder="vae", **load)
+            self.unet = UNet2DConditionModel.from_pretrained(sd_dir, subfolder="unet", **load)
+            self.scheduler = DDPMScheduler.from_pretrained(sd_dir, subfolder="scheduler", **load)
         frozen: tuple[Any, ...] = (self.text_encoder, self.vae, self.unet)
         for m in frozen:
             m.requires_grad_(False)
@@ -199,17 +200,18 @@ class LoraTrainer:
     def pipeline(self) -> Any:
         from diffusers import StableDiffusionPipeline
 
-        pipe = StableDiffusionPipeline.from_pretrained(
-            self.sd_dir,
-            unet=self.unet,
-            vae=self.vae,
-            text_encoder=self.text_encoder,
-            tokenizer=self.tokenizer,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            local_files_only=True,
-        )
+        with LOADING:
+            pipe = StableDiffusionPipeline.from_pretrained(
+                self.sd_dir,
+                unet=self.unet,
+                vae=self.vae,
+                text_encoder=self.text_encoder,
+                tokenizer=self.tokenizer,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                local_files_only=True,
+            )
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

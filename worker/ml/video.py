@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.services import RenderVideoParams
-from worker.ml.device import Device
+from worker.ml.device import LOADING, Device
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,16 +20,12 @@ def load_pipeline(sd_dir: Path, motion_dir: Path, device: Device, lora_dir: Path
     from diffusers import AnimateDiffPipeline, MotionAdapter
 
     dtype = {"torch_dtype": device.dtype} if device.mixed else {}  # fp32 is the default: no cast notices
-    adapter = MotionAdapter.from_pretrained(motion_dir, local_files_only=True, **dtype)
-    pipe = AnimateDiffPipeline.from_pretrained(
-        sd_dir,
-        motion_adapter=adapter,
-        local_files_only=True,
-        **dtype,
-    )
-    if lora_dir is not None:
-        pipe.load_lora_weights(str(lora_dir), adapter_name=LORA_ADAPTER)
-        pipe.set_adapters([LORA_ADAPTER], [lora_scale])
+    with LOADING:
+        adapter = MotionAdapter.from_pretrained(motion_dir, local_files_only=True, **dtype)
+        pipe = AnimateDiffPipeline.from_pretrained(sd_dir, motion_adapter=adapter, local_files_only=True, **dtype)
+        if lora_dir is not None:
+            pipe.load_lora_weights(str(lora_dir), adapter_name=LORA_ADAPTER)
+            pipe.set_adapters([LORA_ADAPTER], [lora_scale])
     pipe.set_progress_bar_config(disable=True)
     return pipe if device.kind == "cpu" else pipe.to(device.device)
 

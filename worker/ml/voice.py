@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.services import TrainVoiceParams
-from worker.ml.device import Device
+from worker.ml.device import LOADING, Device
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,8 +65,9 @@ class VoiceTrainer:
 
         self.p, self.device = p, device
         dev = device.device
-        self.processor = SpeechT5Processor.from_pretrained(tts_dir, local_files_only=True)
-        tts: Any = SpeechT5ForTextToSpeech.from_pretrained(tts_dir, local_files_only=True)
+        with LOADING:
+            self.processor = SpeechT5Processor.from_pretrained(tts_dir, local_files_only=True)
+            tts: Any = SpeechT5ForTextToSpeech.from_pretrained(tts_dir, local_files_only=True)
         self.tts = tts.to(dev)
         self.model: Any = self.tts
         if p.mode == "lora":
@@ -199,19 +200,20 @@ def load_voice(tts_dir: Path, vocoder_dir: Path, voice_dir: Path | None, device:
     from safetensors.torch import load_file
     from transformers import SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5Processor
 
-    processor = SpeechT5Processor.from_pretrained(tts_dir, local_files_only=True)
     model: Any
-    if voice_dir is not None and (voice_dir / "adapter_config.json").is_file():
-        from peft import PeftModel
+    with LOADING:
+        processor = SpeechT5Processor.from_pretrained(tts_dir, local_files_only=True)
+        if voice_dir is not None and (voice_dir / "adapter_config.json").is_file():
+            from peft import PeftModel
 
-        base = SpeechT5ForTextToSpeech.from_pretrained(tts_dir, local_files_only=True)
-        model = PeftModel.from_pretrained(base, voice_dir).merge_and_unload()
-    else:
-        model = SpeechT5ForTextToSpeech.from_pretrained(voice_dir or tts_dir, local_files_only=True)
+            base = SpeechT5ForTextToSpeech.from_pretrained(tts_dir, local_files_only=True)
+            model = PeftModel.from_pretrained(base, voice_dir).merge_and_unload()
+        else:
+            model = SpeechT5ForTextToSpeech.from_pretrained(voice_dir or tts_dir, local_files_only=True)
+        vocoder: Any = SpeechT5HifiGan.from_pretrained(vocoder_dir, local_files_only=True)
     if voice_dir is not None:
         speaker = load_file(str(voice_dir / SPEAKER_FILE))["speaker"]
     else:
         speaker = torch.zeros(1, SPEAKER_DIM)
-    vocoder: Any = SpeechT5HifiGan.from_pretrained(vocoder_dir, local_files_only=True)
     dev = device.device
     return Voice(model.to(dev).eval(), processor, vocoder.to(dev).eval(), speaker.to(dev), device, demo)
