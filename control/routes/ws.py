@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from control import metrics
 from control.auth import authenticate
 from control.deps import Control
 from control.errors import ApiError
+from control.wsserver import EXTENSION
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
@@ -38,6 +40,9 @@ class Session:
     def __init__(self, ws: WebSocket, c: Control) -> None:
         self.ws, self.c = ws, c
         self.owner: str | None = None
+        #: synchronous write of a prepared frame, when the server offers it (control/wsserver.py)
+        self.write: Callable[[bytes], bool] | None = ws.scope.get("extensions", {}).get(EXTENSION, {}).get("write")
+        self.sending = False  #: the writer is inside an awaited send
         # (type, encoded frame, event ts or None): frames are encoded once, events once per job for all sockets
         self.outbox: asyncio.Queue[tuple[str, str, float | None]] = asyncio.Queue(OUTBOX)
         self.subs: dict[str, asyncio.Task[None]] = {}
@@ -62,6 +67,7 @@ class Session:
                 self.closed = True
                 await self.ws.close(int(text))
                 return
+            self.sending = True
             try:
                 await self.ws.send_text(text)
             except Exception as e:  # the peer went away; reading ends the session
@@ -69,6 +75,8 @@ class Session:
                 log.info("ws send failed", error=repr(e))
                 self.closed = True
                 return
+            finally:
+                self.sending = False
             metrics.WS_MESSAGES.labels("out", kind).inc()
             if ts is not None:
                 metrics.EVENT_DELIVERY.observe(max(0.0, time.time() - ts))
@@ -142,8 +150,13 @@ class Session:
 
     async def forward(self, job_id: str, since: int) -> None:
         hub = self.c.hub
-        async for event in hub.follow(job_id, since):
-            self._put(("event", hub.frame(event), event["ts"]))
+        async for event in hub.follow(job_id, since, self.deliver if self.write is not None else None):
+            self._put(("event", hub.frame(event)[0], event["ts"]))
+
+    def deliver(self, frame: bytes) -> bool:
+        """The hub's fast path: write a live event now when nothing is queued or being sent ahead of it
+        (the hub counts what it delivered this way)."""
+        return not (self.closed or self.sending or self.outbox.qsize()) and self.write is not None and self.write(frame)
 
     async def close(self) -> None:
         for task in self.subs.values():
