@@ -31,14 +31,28 @@ end
 return false
 """
 
-# Lease: take it when free or already held with this token; also says whether cancel was requested.
+# Lease: take it when free or already held with this token; also says whether cancel was requested and
+# returns the job record (KEYS[3], HGETALL), so a round starts with one round trip.
 _ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return {1, redis.call('EXISTS', KEYS[2])}
+  return {1, redis.call('EXISTS', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 end
-return {0, 0}
+return {0, 0, {}}
+"""
+
+# The end of a handling, in one round trip: release our lease, push the job to the next plane's stream
+# once per job state (KEYS[2] dedupe key, KEYS[3] that stream; ARGV[3] '' = no handoff), ack our entry
+# last (KEYS[4], ARGV[5] the group, ARGV[6] the entry): a crash before this leaves the entry pending.
+_FINISH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local added = false
+if ARGV[3] ~= '' and redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then
+  added = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[3], 'reason', 'handoff')
+end
+redis.call('XACK', KEYS[4], ARGV[5], ARGV[6])
+return added
 """
 
 # Renew a lease we hold and say whether the job was asked to cancel: {owned, canceled}.
@@ -103,6 +117,7 @@ class Bridge:
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._finish = redis.register_script(_FINISH)
 
     # -- streams ---------------------------------------------------------------------------------
     async def ensure_groups(self) -> None:
@@ -184,12 +199,25 @@ class Bridge:
         return int(group.get("lag") or 0), int(group["pending"])
 
     # -- leases and cancel ----------------------------------------------------------------------
-    async def acquire(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool]:
-        """Take the job's lease; returns (acquired, cancel requested)."""
-        acquired, canceled = await self._acquire(
-            keys=[self.keys.lease(job_id), self.keys.cancel(job_id)], args=[token, ttl_ms]
+    async def acquire(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool, dict[bytes, bytes]]:
+        """Take the job's lease; returns (acquired, cancel requested, the job's hash: empty when none)."""
+        acquired, canceled, flat = await self._acquire(
+            keys=[self.keys.lease(job_id), self.keys.cancel(job_id), self.keys.job(job_id)], args=[token, ttl_ms]
         )
-        return bool(acquired), bool(canceled)
+        return bool(acquired), bool(canceled), dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def finish(self, e: Entry, token: str, handoff: tuple[Plane, str] | None) -> None:
+        """Release the lease, hand the job to (plane, state token) when given, and ack e: one round trip."""
+        plane, state = handoff or (e.plane, "")
+        await self._finish(
+            keys=[
+                self.keys.lease(e.job_id),
+                self.keys.handoff(e.job_id, plane, state),
+                self.keys.stream(plane),
+                self.keys.stream(e.plane),
+            ],
+            args=[token, self.maxlen, e.job_id if handoff else "", self.dedupe_ttl, GROUP, e.id],
+        )
 
     async def renew(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool]:
         """Extend our lease; returns (still ours, cancel requested)."""

@@ -12,19 +12,23 @@ from common.keys import Keys
 from common.models.event_schema import Event, EventKind
 
 # One atomic step, so seq order = stream order = publish order even with concurrent emitters.
-# ARGV[1] is the event JSON without seq (an object); seq is spliced in as its first member and the
-# stream entry id is "<seq>-0", which makes "replay after seq N" a plain XRANGE.
-_EMIT = """
-local seq = redis.call('INCR', KEYS[1])
-local body = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', body)
-redis.call('PUBLISH', KEYS[3], body)
-if tonumber(ARGV[3]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
+# `body` is the event JSON without seq (an object); seq is spliced in as its first member and the
+# stream entry id is "<seq>-0", which makes "replay after seq N" a plain XRANGE. Scripts that change a
+# job record prepend this function, so the change and its event cost one round trip (common/jobs.py).
+EMIT_FUNCTION = """
+local function emit(seq_key, stream, channel, body, maxlen, ttl)
+  local seq = redis.call('INCR', seq_key)
+  body = '{"seq":' .. seq .. ',' .. string.sub(body, 2)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 'e', body)
+  redis.call('PUBLISH', channel, body)
+  if tonumber(ttl) > 0 then
+    redis.call('EXPIRE', seq_key, ttl)
+    redis.call('EXPIRE', stream, ttl)
+  end
+  return seq
 end
-return seq
 """
+_EMIT = EMIT_FUNCTION + "return emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])"
 
 
 class EventLog:
@@ -35,13 +39,12 @@ class EventLog:
 
     async def emit(self, job_id: str, kind: EventKind, *, ttl: int = 0, **fields: Any) -> int:
         """Append and publish one event; returns its seq. fields use the wire (camelCase) names."""
-        body = {"jobId": job_id, "ts": round(time.time(), 6), "kind": kind}
-        body.update({k: v for k, v in fields.items() if v is not None})
-        seq = await self._emit(
-            keys=[self.keys.job_seq(job_id), self.keys.job_events(job_id), self.keys.events_channel()],
-            args=[json.dumps(body, separators=(",", ":")), self.maxlen, ttl],
-        )
+        seq = await self._emit(keys=self.script_keys(job_id), args=[body(job_id, kind, fields), self.maxlen, ttl])
         return int(seq)
+
+    def script_keys(self, job_id: str) -> list[str]:
+        """The keys `emit(...)` in EMIT_FUNCTION needs, in order."""
+        return [self.keys.job_seq(job_id), self.keys.job_events(job_id), self.keys.events_channel()]
 
     async def replay(self, job_id: str, since: int = 0, count: int | None = None) -> list[Event]:
         """Every stored event with seq > since, in order."""
@@ -50,3 +53,10 @@ class EventLog:
 
     async def last_seq(self, job_id: str) -> int:
         return int(await self.redis.get(self.keys.job_seq(job_id)) or 0)
+
+
+def body(job_id: str, kind: EventKind, fields: dict[str, Any]) -> str:
+    """An event's JSON without its seq (Redis adds it); fields use the wire (camelCase) names."""
+    event = {"jobId": job_id, "ts": round(time.time(), 6), "kind": kind}
+    event.update({k: v for k, v in fields.items() if v is not None})
+    return json.dumps(event, separators=(",", ":"))

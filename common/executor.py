@@ -22,8 +22,8 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from common import metrics
 from common.bridge import BadEntry, Bridge, Entry
-from common.events import EventLog
-from common.jobs import TERMINAL, JobStore, overall_progress
+from common.events import EventLog, body
+from common.jobs import TERMINAL, JobStore, overall_progress, record_from_hash
 from common.keys import Keys
 from common.models.graph_schema import Plane
 from common.models.job_schema import JobRecord
@@ -163,7 +163,6 @@ class Executor:
     # -- one entry ------------------------------------------------------------------------------
     async def _handle(self, e: Entry, tries: int) -> None:
         """Handle one delivery; never raises. Unfinished work stays unacked and is retried."""
-        bound = log.bind(job_id=e.job_id, plane=self.plane, entry=e.id)
         try:
             outcome = await self._handle_entry(e)
             metrics.ENTRIES.labels(self.plane, outcome).inc()
@@ -173,46 +172,44 @@ class Executor:
                 self._defer(e, tries)
         except (ConnectionError, TimeoutError) as err:
             metrics.REDIS_ERRORS.labels(self.plane).inc()
-            bound.warning("redis failed while handling; will retry", error=repr(err))
+            log.warning("redis failed while handling; will retry", job_id=e.job_id, entry=e.id, error=repr(err))
             self._defer(e, tries)
         except Exception:
             metrics.ENTRIES.labels(self.plane, "error").inc()
-            bound.exception("entry handling failed; will retry")
+            log.exception("entry handling failed; will retry", job_id=e.job_id, plane=self.plane, entry=e.id)
             self._defer(e, max(tries, 4))
 
     async def _handle_entry(self, e: Entry) -> str:
         # One token per handling: two entries of the same job in this process exclude each other too.
         watch = _Watch(token=f"{self.consumer}/{e.id}")
-        acquired, canceled = await self.bridge.acquire(e.job_id, watch.token, self.lease_ms)
+        acquired, canceled, raw = await self.bridge.acquire(e.job_id, watch.token, self.lease_ms)
         if not acquired:
             raise LeaseBusy
         self.watches.add(watch)
         watcher = asyncio.create_task(self._watch(e, watch))
         watcher.add_done_callback(_log_crash)
+        finished = False
         try:
-            job = await self.store.load(e.job_id)
+            job = record_from_hash(e.job_id, raw)
             if job is None:
                 await self.bridge.dead_letter(BadEntry(e.plane, e.id, {"job": e.job_id}, "unknown job"))
                 return "dead_letter"
             if job.status not in TERMINAL:
                 if canceled:
-                    await self._end_canceled(job)
+                    job = await self._end_canceled(job)
                 elif nodes := ready_nodes(job, self.plane):
-                    if job.status == "queued":
-                        await self.store.set_status(job.job_id, "running")
-                    await self._run_round(job, nodes, watch)
+                    job = await self._run_round(job, nodes, watch)  # the first node start moves it to running
             if watch.lost:
                 raise LeaseBusy  # someone took the job over; our entry stays pending
+            outcome, handoff = await self._advance(job)
+            await self.bridge.finish(e, watch.token, handoff)
+            finished = True
+            return outcome
         finally:
             self.watches.discard(watch)
             watcher.cancel()
-            await self.bridge.release(e.job_id, watch.token)
-        if job.status not in TERMINAL:
-            job = await self.store.load(e.job_id)
-            assert job is not None
-        outcome = await self._advance(job)
-        await self.bridge.ack(self.plane, e.id)
-        return outcome
+            if not finished:
+                await self.bridge.release(e.job_id, watch.token)
 
     async def _watch(self, e: Entry, watch: _Watch) -> None:
         """Renew the lease, keep the entry from looking idle, and pick up cancel requests."""
@@ -235,7 +232,8 @@ class Executor:
                 watch.cancel.set()
                 return
 
-    async def _run_round(self, job: JobRecord, nodes: list, watch: _Watch) -> None:
+    async def _run_round(self, job: JobRecord, nodes: list, watch: _Watch) -> JobRecord:
+        """Run the plane's ready nodes; returns the job as the round left it."""
         deps = dependencies(job)
         graph = self.graphs.get(nodes, deps)
         runtime = RoundRuntime(
@@ -257,13 +255,19 @@ class Executor:
                 await self._relay(job, event, progress, written)
         except NodeError as err:
             watch.cancel.set()  # stop sibling threads at their next step boundary
-            if watch.lost:
-                return
             fresh = await self.store.load(job.job_id) or job
+            if watch.lost:
+                return fresh
             if err.canceled or await self.bridge.cancel_requested(job.job_id):
-                await self._end_canceled(fresh)
-            else:
-                await self._end_failed(fresh, err)
+                return await self._end_canceled(fresh)
+            return await self._end_failed(fresh, err)
+        # Every node of the round saved its output as it finished (and we hold the lease): no reload.
+        for n in job.graph.nodes:
+            if n.id in runtime.outputs:
+                n.status, n.output, n.progress = "completed", runtime.outputs[n.id], 1.0
+        if job.status == "queued":
+            job.status = "running"
+        return job
 
     async def _relay(self, job: JobRecord, event: dict, progress: dict[str, float], written: dict[str, float]) -> None:
         """Turn a task's stream-writer event into a job event (progress also lands in the record)."""
@@ -276,25 +280,26 @@ class Executor:
             now = time.monotonic()
             if now - written.get(node_id, 0.0) >= PROGRESS_WRITE_SECONDS or progress[node_id] >= 1.0:
                 written[node_id] = now
-                await self.store.set_progress(job.job_id, node_id, progress[node_id], overall)
+                event_body = body(job.job_id, "progress", fields)
+                await self.store.set_progress(job.job_id, node_id, progress[node_id], overall, event_body)
+                return
         await self.events.emit(job.job_id, event.get("kind", "log"), **fields)
 
-    async def _advance(self, job: JobRecord) -> str:
-        """After a round: finish the job, or hand it to the plane that has ready nodes."""
+    async def _advance(self, job: JobRecord) -> tuple[str, tuple[Plane, str] | None]:
+        """After a round: finish the job, or name the plane (and job state) to hand it to."""
         if job.status in TERMINAL:
-            return "finished"
+            return "finished", None
         if all(n.status == "completed" for n in job.graph.nodes):
             if await self.store.set_status(job.job_id, "completed"):
                 self._finished(job, "completed")
-            return "completed"
+            return "completed", None
         plane = next_plane(job)
         if plane is None:
             await self._end_failed(job, NodeError("-", "no node can run (graph stalled)"))
-            return "stalled"
-        await self.bridge.handoff(plane, job.job_id, state_token(job))
-        return "handoff"
+            return "stalled", None
+        return "handoff", (plane, state_token(job))
 
-    async def _end_failed(self, job: JobRecord, err: NodeError) -> None:
+    async def _end_failed(self, job: JobRecord, err: NodeError) -> JobRecord:
         for n in job.graph.nodes:
             if n.id == err.node_id:
                 await self.store.node_ended(job.job_id, n.id, "failed", err.error)
@@ -302,13 +307,15 @@ class Executor:
                 await self.store.node_ended(job.job_id, n.id, "canceled" if n.status == "running" else "skipped")
         if await self.store.set_status(job.job_id, "failed", f"{err.node_id}: {err.error}"):
             self._finished(job, "failed")
+        return await self.store.load(job.job_id) or job
 
-    async def _end_canceled(self, job: JobRecord) -> None:
+    async def _end_canceled(self, job: JobRecord) -> JobRecord:
         for n in job.graph.nodes:
             if n.status in ("pending", "running"):
                 await self.store.node_ended(job.job_id, n.id, "canceled")
         if await self.store.set_status(job.job_id, "canceled"):
             self._finished(job, "canceled")
+        return await self.store.load(job.job_id) or job
 
     def _finished(self, job: JobRecord, status: str) -> None:
         metrics.JOBS_FINISHED.labels(job.workflow, status).inc()

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from common.events import EventLog
+from common.events import EMIT_FUNCTION, EventLog, body
 from common.keys import Keys
 from common.models.graph_schema import GraphDocument, NodeStatus
 from common.models.job_schema import JobRecord, JobStatus
@@ -22,18 +22,56 @@ from common.models.job_schema import JobRecord, JobStatus
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "canceled"})
 NODE_DONE: frozenset[str] = frozenset({"completed", "failed", "skipped", "canceled"})
 
-# Moves a job to a new status unless it already ended; returns 1 when it moved.
-_TRANSITION = """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return -1 end
-if cur == 'completed' or cur == 'failed' or cur == 'canceled' then return 0 end
-if cur == ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[2])
-if ARGV[1] == 'completed' then redis.call('HSET', KEYS[1], 'progress', '1') end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
-if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-return 1
+# Each script changes the record and appends its event(s) in one atomic round trip (EMIT_FUNCTION).
+# KEYS: job, seq, events, channel (+ indexes for create).
+
+# Move the job to a status unless it already ended (or is in it): 1 when it moved and emitted its event.
+TRANSITION_FUNCTION = """
+local function transition(status, now, err, ttl, event, maxlen)
+  local cur = redis.call('HGET', KEYS[1], 'status')
+  if not cur then return -1 end
+  if cur == 'completed' or cur == 'failed' or cur == 'canceled' or cur == status then return 0 end
+  redis.call('HSET', KEYS[1], 'status', status, 'updatedAt', now)
+  if status == 'completed' then redis.call('HSET', KEYS[1], 'progress', '1') end
+  if err ~= '' then redis.call('HSET', KEYS[1], 'error', err) end
+  if tonumber(ttl) > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+  emit(KEYS[2], KEYS[3], KEYS[4], event, maxlen, ttl)
+  return 1
+end
 """
+
+# ARGV: status, now, error, ttl, event body, events maxlen.
+_TRANSITION = EMIT_FUNCTION + TRANSITION_FUNCTION + "return transition(unpack(ARGV, 1, 6))"
+
+# A node's state; with its first node a queued job starts running (that event comes first).
+# ARGV: node event body ('' none), events maxlen, a field to HINCRBY ('' none; its new value is returned),
+# a field to HDEL ('' none), the job's `running` event body ('' = leave the job as it is), now, then
+# field/value pairs to HSET.
+_UPDATE = (
+    EMIT_FUNCTION
+    + TRANSITION_FUNCTION
+    + """
+local n = 0
+if ARGV[5] ~= '' then transition('running', ARGV[6], '', 0, ARGV[5], ARGV[2]) end
+if ARGV[3] ~= '' then n = redis.call('HINCRBY', KEYS[1], ARGV[3], 1) end
+if ARGV[4] ~= '' then redis.call('HDEL', KEYS[1], ARGV[4]) end
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if ARGV[1] ~= '' then emit(KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], 0) end
+return n
+"""
+)
+
+# A new job: the record, the index entries (KEYS[5] all jobs, KEYS[6] the owner's: ARGV[5] says whether),
+# and its `queued` event. ARGV[4] the creation time, then the record's field/value pairs.
+_CREATE = (
+    EMIT_FUNCTION
+    + """
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[6])
+if ARGV[5] == '1' then redis.call('ZADD', KEYS[6], ARGV[4], ARGV[6]) end
+return emit(KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
+"""
+)
 
 
 def new_job_id() -> str:
@@ -49,6 +87,8 @@ class JobStore:
         self.redis: Any = redis  # redis-py types replies as unions of RESP2/3 shapes; replies are decoded where read
         self.keys, self.events, self.ttl = keys, events, ttl
         self._transition = redis.register_script(_TRANSITION)
+        self._update = redis.register_script(_UPDATE)
+        self._create = redis.register_script(_CREATE)
 
     async def create(
         self, graph: GraphDocument, owner: str | None = None, job_id: str | None = None, webhook: str | None = None
@@ -67,70 +107,66 @@ class JobStore:
             "progress": "0",
             "webhook": webhook or "",
         }
-        async with self.redis.pipeline(transaction=True) as p:
-            p.hset(self.keys.job(job_id), mapping=fields)
-            p.zadd(self.keys.jobs_index(), {job_id: now})
-            if owner:
-                p.zadd(self.keys.owner_index(owner), {job_id: now})
-            await p.execute()
-        await self.events.emit(job_id, "status", status="queued")
-        record = await self.load(job_id)
-        assert record is not None
-        return record
+        await self._create(
+            keys=[
+                self.keys.job(job_id),
+                *self.events.script_keys(job_id),
+                self.keys.jobs_index(),
+                self.keys.owner_index(owner or "-"),
+            ],
+            args=[
+                body(job_id, "status", {"status": "queued"}),
+                self.events.maxlen,
+                0,
+                repr(now),
+                "1" if owner else "0",
+                job_id,
+                *[x for kv in fields.items() for x in kv],
+            ],
+        )
+        return record(job_id, fields)
 
     async def load(self, job_id: str) -> JobRecord | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))
-        if not raw:
-            return None
-        h = {k.decode(): v.decode() for k, v in raw.items()}
-        graph = json.loads(h["graph"])
-        for node in graph["nodes"]:
-            nid = node["id"]
-            node["status"] = h.get(_nf(nid, "status"), "pending")
-            node["attempts"] = int(h.get(_nf(nid, "attempts"), 0))
-            node["progress"] = float(h.get(_nf(nid, "progress"), 0))
-            node["output"] = json.loads(h[_nf(nid, "output")]) if _nf(nid, "output") in h else None
-            node["error"] = h.get(_nf(nid, "error"))
-        return JobRecord.model_validate(
-            {
-                "jobId": job_id,
-                "workflow": h["workflow"],
-                "status": h["status"],
-                "owner": h.get("owner") or None,
-                "webhook": h.get("webhook") or None,
-                "progress": float(h.get("progress", 0)),
-                "error": h.get("error") or None,
-                "createdAt": float(h["createdAt"]),
-                "updatedAt": float(h["updatedAt"]),
-                "graph": graph,
-            }
-        )
+        return record_from_hash(job_id, raw)
 
     async def set_status(self, job_id: str, status: JobStatus, error: str | None = None) -> bool:
         """Move the job to status (never out of a final one) and emit a `status` event when it moved."""
         ttl = self.ttl if status in TERMINAL else 0
-        moved = await self._transition(keys=[self.keys.job(job_id)], args=[status, repr(time.time()), error or "", ttl])
-        if int(moved) == 1:
-            await self.events.emit(job_id, "status", status=status, error=error, ttl=ttl)
-            return True
-        return False
+        event = body(job_id, "status", {"status": status, "error": error})
+        moved = await self._transition(
+            keys=[self.keys.job(job_id), *self.events.script_keys(job_id)],
+            args=[status, repr(time.time()), error or "", ttl, event, self.events.maxlen],
+        )
+        return int(moved) == 1
 
-    async def node_started(self, job_id: str, node_id: str) -> int:
-        """Mark a node running and count the attempt; returns the attempt number (1-based)."""
-        key = self.keys.job(job_id)
-        async with self.redis.pipeline(transaction=True) as p:
-            p.hincrby(key, _nf(node_id, "attempts"), 1)
-            p.hset(key, mapping={_nf(node_id, "status"): "running", "updatedAt": repr(time.time())})
-            p.hdel(key, _nf(node_id, "error"))
-            attempts, *_ = await p.execute()
-        await self.events.emit(job_id, "node", nodeId=node_id, status="running")
-        return int(attempts)
+    async def _change(
+        self, job_id: str, event: str, mapping: dict[str, str], incr: str = "", delete: str = "", start: bool = False
+    ) -> int:
+        running = body(job_id, "status", {"status": "running"}) if start else ""
+        args: list[str | int] = [event, self.events.maxlen, incr, delete, running, repr(time.time())]
+        args += [x for kv in mapping.items() for x in kv]
+        return int(await self._update(keys=[self.keys.job(job_id), *self.events.script_keys(job_id)], args=args))
+
+    async def node_started(self, job_id: str, node_id: str, start_job: bool = False) -> int:
+        """Mark a node running and count the attempt; returns the attempt number (1-based).
+        start_job: also move a queued job to running (its event comes first)."""
+        return await self._change(
+            job_id,
+            body(job_id, "node", {"nodeId": node_id, "status": "running"}),
+            {_nf(node_id, "status"): "running", "updatedAt": repr(time.time())},
+            incr=_nf(node_id, "attempts"),
+            delete=_nf(node_id, "error"),
+            start=start_job,
+        )
 
     async def node_completed(self, job_id: str, node_id: str, output: dict[str, Any], overall: float) -> None:
         """Save a node's output (and the job's overall progress) the moment it finishes."""
-        await self.redis.hset(
-            self.keys.job(job_id),
-            mapping={
+        event = {"nodeId": node_id, "status": "completed", "output": output, "progress": round(overall, 6)}
+        await self._change(
+            job_id,
+            body(job_id, "node", event),
+            {
                 _nf(node_id, "status"): "completed",
                 _nf(node_id, "output"): json.dumps(output, separators=(",", ":")),
                 _nf(node_id, "progress"): "1",
@@ -138,17 +174,13 @@ class JobStore:
                 "updatedAt": repr(time.time()),
             },
         )
-        await self.events.emit(
-            job_id, "node", nodeId=node_id, status="completed", output=output, progress=round(overall, 6)
-        )
 
     async def node_ended(self, job_id: str, node_id: str, status: NodeStatus, error: str | None = None) -> None:
         """Record a node that will not complete (failed, skipped, canceled)."""
         mapping = {_nf(node_id, "status"): status, "updatedAt": repr(time.time())}
         if error:
             mapping[_nf(node_id, "error")] = error
-        await self.redis.hset(self.keys.job(job_id), mapping=mapping)
-        await self.events.emit(job_id, "node", nodeId=node_id, status=status, error=error)
+        await self._change(job_id, body(job_id, "node", {"nodeId": node_id, "status": status, "error": error}), mapping)
 
     async def load_many(self, job_ids: list[str]) -> list[JobRecord]:
         records = [await self.load(j) for j in job_ids]
@@ -166,11 +198,43 @@ class JobStore:
         )
         return [(k.decode(), float(score)) for k, score in rows]
 
-    async def set_progress(self, job_id: str, node_id: str, node_progress: float, overall: float) -> None:
-        await self.redis.hset(
-            self.keys.job(job_id),
-            mapping={_nf(node_id, "progress"): repr(node_progress), "progress": repr(overall)},
-        )
+    async def set_progress(
+        self, job_id: str, node_id: str, node_progress: float, overall: float, event: str = ""
+    ) -> None:
+        """Save a node's progress (and the job's); with an event body, emit it in the same round trip."""
+        await self._change(job_id, event, {_nf(node_id, "progress"): repr(node_progress), "progress": repr(overall)})
+
+
+def record_from_hash(job_id: str, raw: dict[bytes, bytes]) -> JobRecord | None:
+    """The job record from its Redis hash as HGETALL returns it (None when the job does not exist)."""
+    if not raw:
+        return None
+    return record(job_id, {k.decode(): v.decode() for k, v in raw.items()})
+
+
+def record(job_id: str, h: dict[str, str]) -> JobRecord:
+    graph = json.loads(h["graph"])
+    for node in graph["nodes"]:
+        nid = node["id"]
+        node["status"] = h.get(_nf(nid, "status"), "pending")
+        node["attempts"] = int(h.get(_nf(nid, "attempts"), 0))
+        node["progress"] = float(h.get(_nf(nid, "progress"), 0))
+        node["output"] = json.loads(h[_nf(nid, "output")]) if _nf(nid, "output") in h else None
+        node["error"] = h.get(_nf(nid, "error"))
+    return JobRecord.model_validate(
+        {
+            "jobId": job_id,
+            "workflow": h["workflow"],
+            "status": h["status"],
+            "owner": h.get("owner") or None,
+            "webhook": h.get("webhook") or None,
+            "progress": float(h.get("progress", 0)),
+            "error": h.get("error") or None,
+            "createdAt": float(h["createdAt"]),
+            "updatedAt": float(h["updatedAt"]),
+            "graph": graph,
+        }
+    )
 
 
 #: Node fields that are run state, not part of the submitted document.

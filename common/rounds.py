@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 import structlog
@@ -95,6 +95,7 @@ class RoundRuntime:
     cancel: threading.Event
     deps: dict[str, list[str]]
     progress: dict[str, float]  #: node progress in this round, shared with the executor's relay
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  #: nodes completed in this round
 
     async def run_node(self, node_id: str, state: RoundState, write: Callable[[dict[str, Any]], None]) -> dict:
         node = next(n for n in self.job.graph.nodes if n.id == node_id)
@@ -103,7 +104,7 @@ class RoundRuntime:
         task = self.registry.get(node.service)
         if task is None or task.plane != self.plane:
             raise NodeError(node_id, f"service {node.service!r} is not registered on the {self.plane} plane")
-        attempt = await self.store.node_started(self.job.job_id, node_id)
+        attempt = await self.store.node_started(self.job.job_id, node_id, start_job=self.job.status == "queued")
         if attempt > self.settings.max_node_attempts:
             raise NodeError(node_id, f"gave up after {attempt - 1} attempts")
         try:
@@ -123,8 +124,8 @@ class RoundRuntime:
             cancel=self.cancel,
         )
         started = time.monotonic()
-        bound = log.bind(job_id=self.job.job_id, node=node_id, service=node.service, attempt=attempt)
-        bound.info("node started")
+        ids = {"job_id": self.job.job_id, "node": node_id, "service": node.service, "attempt": attempt}
+        log.info("node started", **ids)
         try:
             if task.is_async:
                 result = await task.fn(ctx, params)  # type: ignore[misc]
@@ -136,19 +137,20 @@ class RoundRuntime:
             raise NodeError(node_id, "canceled", canceled=True) from e
         except (TaskInputError, TypeError, ValueError) as e:
             metrics.NODES.labels(self.plane, node.service, "failed").inc()
-            bound.info("node rejected its input", error=str(e))
+            log.info("node rejected its input", error=str(e), **ids)
             raise NodeError(node_id, str(e)) from e
         except Exception as e:
             metrics.NODES.labels(self.plane, node.service, "error").inc()
-            bound.exception("node raised")
+            log.exception("node raised", **ids)
             retry = attempt < self.settings.max_node_attempts and not self.cancel.is_set()
             raise NodeError(node_id, f"{type(e).__name__}: {e}", retryable=retry) from e
         self.progress[node_id] = 1.0
         await self.store.node_completed(self.job.job_id, node_id, output, overall_progress(self.job, self.progress))
+        self.outputs[node_id] = output
         elapsed = time.monotonic() - started
         metrics.NODES.labels(self.plane, node.service, "completed").inc()
         metrics.NODE_DURATION.labels(self.plane, node.service).observe(elapsed)
-        bound.info("node completed", seconds=round(elapsed, 3))
+        log.info("node completed", seconds=round(elapsed, 3), **ids)
         return output
 
 
