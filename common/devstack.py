@@ -54,16 +54,20 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
 @dataclass
 class RedisServer:
-    """A private redis-server on a loopback port (AOF optional)."""
+    """A private redis-server on a loopback port (AOF optional; host: another local address to bind)."""
 
     dir: Path
     port: int = field(default_factory=free_port)
     appendonly: bool = False
+    host: str = "127.0.0.1"
+    #: required off loopback: Redis's protected mode refuses password-less clients that are not local
+    password: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     def start(self) -> RedisServer:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -73,7 +77,7 @@ class RedisServer:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            self.host,
             "--dir",
             str(self.dir),
             "--save",
@@ -84,8 +88,9 @@ class RedisServer:
             str(self.dir / "redis.log"),
         ]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
+        args += ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: _tcp_open(self.port), 10, "redis-server", self.proc)
+        wait_until(lambda: _tcp_open(self.port, self.host), 10, "redis-server", self.proc)
         return self
 
     def stop(self) -> None:
@@ -95,18 +100,19 @@ class RedisServer:
 
 @dataclass
 class S3Server:
-    """SeaweedFS `weed mini`: a full S3 endpoint with auth, every port on 127.0.0.1."""
+    """SeaweedFS `weed mini`: a full S3 endpoint with auth, every port on 127.0.0.1 (or host)."""
 
     dir: Path
     access_key: str = "biplane"
     secret_key: str = "biplane-dev-secret"
     bucket: str = "biplane"
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> S3Server:
         exe = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
@@ -120,8 +126,8 @@ class S3Server:
             f"-logdir={logs}",
             "mini",
             f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
             f"-master.port={p[0]}",
             f"-master.port.grpc={p[1]}",
             f"-volume.port={p[2]}",
@@ -140,7 +146,7 @@ class S3Server:
             f"-filer.localSocket={self.dir}/filer.sock",
             f"-s3.localSocket={self.dir}/s3.sock",
             "-master.volumeSizeLimitMB=64",
-            "-volume.max=16",
+            "-volume.max=256",  # one volume per bucket at least: tests make a bucket each
             f"-bucket={self.bucket}",
         ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
@@ -175,10 +181,10 @@ class S3Server:
             sock.unlink(missing_ok=True)
 
 
-def _tcp_open(port: int) -> bool:
+def _tcp_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def _has_frontend() -> bool:
