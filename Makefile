@@ -53,6 +53,7 @@ codegen: install ## regenerate common/models from common/schemas
 	$(PY) codegen/generate.py
 
 bench: system install ## benchmarks (print figures; never part of make test)
+	$(PIP) install -q -e '.[$(EXTRAS),bench]'
 	$(PY) -m bench
 
 clean:

@@ -22,8 +22,14 @@ def main(names: list[str]) -> None:
             rows.append((name, "not available", repr(e)))
             continue
         started = time.perf_counter()
-        rows.extend(module.run())
+        try:
+            module_rows = module.run()
+        except Exception as e:  # one broken benchmark must not lose the others' figures
+            module_rows = [(name, "failed", repr(e)[:200])]
+        rows.extend(module_rows)
         print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        for row in module_rows:
+            print(" | ".join(row), file=sys.stderr, flush=True)
     table = ["| benchmark | figure | target / note |", "|---|---|---|"]
     table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     text = "\n".join(table)

@@ -26,7 +26,7 @@ def _pngs(n: int, size: int) -> list[bytes]:
     return out
 
 
-def measure(models: Path, precision: str, args: argparse.Namespace) -> None:
+def measure(models: Path, precision: str, args: argparse.Namespace) -> tuple[str, str, str]:
     from common.services import TrainLoraParams
     from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
     from worker.ml.lora import LoraTrainer
@@ -51,38 +51,42 @@ def measure(models: Path, precision: str, args: argparse.Namespace) -> None:
         times.append(time.perf_counter() - t0)
     after = trainer.probe_loss()
     p90 = sorted(times)[int(0.9 * len(times))]
-    print(
-        f"{device.name:<40} {device.precision:<5} res {args.resolution} bs {args.batch} r {args.rank}: "
-        f"median {statistics.median(times) * 1000:.1f} ms/step (p90 {p90 * 1000:.1f}), "
-        f"probe loss {before:.4f} -> {after:.4f} ({(after / before - 1) * 100:+.1f}%), "
-        f"peak memory {peak_memory_bytes(device) / 2**20:.0f} MiB, {trainer.trainable_count} LoRA params"
+    return (
+        f"LoRA step, demo model, {device.name}, {device.precision}",
+        f"{statistics.median(times) * 1000:.1f} ms/step median (p90 {p90 * 1000:.1f})",
+        f"res {args.resolution} bs {args.batch} r {args.rank}, {args.threads} threads; probe loss {before:.4f} -> "
+        f"{after:.4f} ({(after / before - 1) * 100:+.1f}%) in {args.steps + 3} steps; peak memory "
+        f"{peak_memory_bytes(device) / 2**20:.0f} MiB; {trainer.trainable_count} LoRA params",
     )
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace | None = None) -> list[tuple[str, str, str]]:
     import torch
 
     from worker.ml.demo import ensure_demo_models
 
+    args = args or parse([])
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
         models = ensure_demo_models(Path(tmp) / "models").root
-        print(f"demo models built in {time.perf_counter() - t0:.1f} s")
-        measure(models, "fp32", args)
+        rows = [measure(models, "fp32", args)]
         if torch.cuda.is_available():
-            measure(models, "bf16", args)
+            rows.append(measure(models, "bf16", args))
         else:
-            print("no CUDA: bf16 run skipped")
+            rows.append(("LoRA step, CUDA bf16", "not run", "no CUDA on this machine"))
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    for row in run(parse()):
+        print(" | ".join(row))
