@@ -23,14 +23,6 @@ log = structlog.get_logger(__name__)
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-# Handoff: push the job to a plane's stream at most once per job state (token).
-_HANDOFF = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1], 'reason', 'handoff')
-end
-return false
-"""
-
 # Lease: take it when free or already held with this token; also says whether cancel was requested and
 # returns the job record (KEYS[3], HGETALL), so a round starts with one round trip.
 _ACQUIRE = """
@@ -113,7 +105,6 @@ class Bridge:
         self.keys = keys
         self.maxlen = settings.stream_maxlen
         self.dedupe_ttl = settings.job_ttl_seconds
-        self._handoff = redis.register_script(_HANDOFF)
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -134,14 +125,6 @@ class Bridge:
             self.keys.stream(plane), {"job": job_id, "reason": reason}, maxlen=self.maxlen, approximate=True
         )
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-    async def handoff(self, plane: Plane, job_id: str, token: str) -> bool:
-        """Push the job onto plane's stream once per token (dedupe key + XADD in one script)."""
-        added = await self._handoff(
-            keys=[self.keys.handoff(job_id, plane, token), self.keys.stream(plane)],
-            args=[job_id, self.maxlen, self.dedupe_ttl],
-        )
-        return added is not None
 
     async def read(self, plane: Plane, consumer: str, count: int, block_ms: int) -> list[Entry | BadEntry]:
         """New entries for this consumer (blocking up to block_ms)."""

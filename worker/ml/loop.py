@@ -6,9 +6,23 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from common.context import TaskContext
 from worker import metrics
+
+
+def optimizer_step(loss: Any, optimizer: Any, scaler: Any, params: list[Any], max_norm: float = 1.0) -> float:
+    """Backward through the (fp16-)scaler, clip gradients, step and clear them; returns the loss as a float."""
+    import torch
+
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
 
 
 @dataclass

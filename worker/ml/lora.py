@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.services import TrainLoraParams
 from worker.ml.device import LOADING, Device
+from worker.ml.loop import optimizer_step
 
 if TYPE_CHECKING:
     import torch
@@ -154,13 +155,7 @@ class LoraTrainer:
         embeds = self.embeds.expand(latents.shape[0], -1, -1)
         with self.device.autocast():
             loss = noise_loss(self.unet, self.scheduler, latents, embeds, noise, timesteps)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return optimizer_step(loss, self.optimizer, self.scaler, self.params)
 
     def probe_loss(self, seed: int = 0, per_image: int = 4) -> float:
         """Loss on a fixed batch (latent means, seeded noise, evenly spread timesteps): comparable across steps."""

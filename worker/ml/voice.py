@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.services import TrainVoiceParams
 from worker.ml.device import LOADING, Device
+from worker.ml.loop import optimizer_step
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,13 +114,7 @@ class VoiceTrainer:
         size = min(self.p.batch_size, len(self.examples))
         idx = torch.randperm(len(self.examples), generator=self.generator, device=self.generator.device)[:size]
         loss = self._forward(collate(self.processor, [self.examples[int(i)] for i in idx], self.rf))
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return optimizer_step(loss, self.optimizer, self.scaler, self.params)
 
     def probe_loss(self, seed: int = 0) -> float:
         """Loss over all clips with dropout seeded (SpeechT5's decoder prenet drops out even in eval)."""
