@@ -150,6 +150,16 @@ class Bridge:
         """Reset an entry's idle time while we work on it, so nobody XAUTOCLAIMs a live job."""
         await self.redis.xclaim(self.keys.stream(plane), GROUP, consumer, 0, [entry_id], justid=True)
 
+    async def hand_back(self, e: Entry) -> None:
+        """Re-queue e's job as a new entry and ack e (in that order: a crash between leaves a duplicate,
+        which the lease makes harmless, never a lost job)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.keys.stream(e.plane), {"job": e.job_id, "reason": "handback"}, maxlen=self.maxlen, approximate=True
+            )
+            pipe.xack(self.keys.stream(e.plane), GROUP, e.id)
+            await pipe.execute()
+
     async def ack(self, plane: Plane, entry_id: str) -> None:
         await self.redis.xack(self.keys.stream(plane), GROUP, entry_id)
 

@@ -32,6 +32,21 @@ class TaskContext:
     inputs: dict[str, dict[str, Any]]
     emit: Callable[[dict[str, Any]], None]
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: what the node is doing now (loading-model, caching, baseline, training, preview, denoising, ...)
+    current_phase: str = "starting"
+
+    def phase(self, name: str, fraction: float | None = None, *, eta_seconds: float | None = None) -> None:
+        """Enter phase `name` (or report its progress `fraction`); every event after this carries it."""
+        self.current_phase = name
+        self.emit(
+            {
+                "kind": "progress",
+                "nodeId": self.node_id,
+                "phase": name,
+                "phaseProgress": None if fraction is None else max(0.0, min(1.0, fraction)),
+                "etaSeconds": eta_seconds,
+            }
+        )
 
     def progress(
         self,
@@ -41,8 +56,9 @@ class TaskContext:
         total_steps: int | None = None,
         loss: float | None = None,
         eta_seconds: float | None = None,
+        phase_progress: float | None = None,
     ) -> None:
-        """Report node progress; fraction defaults to step/total_steps."""
+        """Report node progress in the current phase; fraction defaults to step/total_steps."""
         if fraction is None and step is not None and total_steps:
             fraction = step / total_steps
         self.emit(
@@ -54,6 +70,8 @@ class TaskContext:
                 "totalSteps": total_steps,
                 "loss": loss if loss is None or math.isfinite(loss) else None,
                 "etaSeconds": eta_seconds,
+                "phase": self.current_phase,
+                "phaseProgress": phase_progress,
             }
         )
 

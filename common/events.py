@@ -29,6 +29,12 @@ local function emit(seq_key, stream, channel, body, maxlen, ttl)
 end
 """
 _EMIT = EMIT_FUNCTION + "return emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])"
+# The same, only while KEYS[4] (the job's lease) holds ARGV[4]: a worker that lost its lease stays silent.
+_FENCED_EMIT = (
+    EMIT_FUNCTION
+    + "if redis.call('GET', KEYS[4]) ~= ARGV[4] then return 0 end\n"
+    + "return emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])"
+)
 
 
 class EventLog:
@@ -36,11 +42,16 @@ class EventLog:
         self.redis: Any = redis  # redis-py types replies as unions of RESP2/3 shapes; replies are decoded where read
         self.keys, self.maxlen = keys, maxlen
         self._emit = redis.register_script(_EMIT)
+        self._fenced_emit = redis.register_script(_FENCED_EMIT)
 
-    async def emit(self, job_id: str, kind: EventKind, *, ttl: int = 0, **fields: Any) -> int:
-        """Append and publish one event; returns its seq. fields use the wire (camelCase) names."""
-        seq = await self._emit(keys=self.script_keys(job_id), args=[body(job_id, kind, fields), self.maxlen, ttl])
-        return int(seq)
+    async def emit(self, job_id: str, kind: EventKind, *, ttl: int = 0, fence: str = "", **fields: Any) -> int:
+        """Append and publish one event; returns its seq (0: not emitted, the lease is not `fence`'s).
+        fields use the wire (camelCase) names."""
+        args: list[str | int] = [body(job_id, kind, fields), self.maxlen, ttl]
+        if fence:
+            keys = [*self.script_keys(job_id), self.keys.lease(job_id)]
+            return int(await self._fenced_emit(keys=keys, args=[*args, fence]))
+        return int(await self._emit(keys=self.script_keys(job_id), args=args))
 
     def script_keys(self, job_id: str) -> list[str]:
         """The keys `emit(...)` in EMIT_FUNCTION needs, in order."""

@@ -34,8 +34,8 @@ from common.storage import Storage
 
 log = structlog.get_logger(__name__)
 
-#: How often a running job's lease is renewed and its cancel flag read.
-WATCH_SECONDS = 1.0
+#: How often a running job's lease is renewed and its cancel flag read (bounds cancel latency).
+WATCH_SECONDS = 0.5
 #: Minimum gap between progress writes to the job record per node (events are not throttled).
 PROGRESS_WRITE_SECONDS = 0.5
 
@@ -210,6 +210,9 @@ class Executor:
             watcher.cancel()
             if not finished:
                 await self.bridge.release(e.job_id, watch.token)
+                if self.stopping.is_set():  # graceful stop: another consumer takes the job now, not after idling
+                    await self.bridge.hand_back(e)
+                    log.info("handed the job back to its stream", job_id=e.job_id, plane=self.plane)
 
     async def _watch(self, e: Entry, watch: _Watch) -> None:
         """Renew the lease, keep the entry from looking idle, and pick up cancel requests."""
@@ -246,13 +249,14 @@ class Executor:
             cancel=watch.cancel,
             deps=deps,
             progress={},
+            graceful=self.stopping.is_set,
         )
         done = {n.id: n.output or {} for n in job.graph.nodes if n.status == "completed"}
         progress = runtime.progress
         written: dict[str, float] = {}
         try:
             async for event in graph.astream({"outputs": done}, context=runtime, stream_mode="custom"):
-                await self._relay(job, event, progress, written)
+                await self._relay(job, event, progress, written, watch)
         except NodeError as err:
             watch.cancel.set()  # stop sibling threads at their next step boundary
             fresh = await self.store.load(job.job_id) or job
@@ -269,8 +273,14 @@ class Executor:
             job.status = "running"
         return job
 
-    async def _relay(self, job: JobRecord, event: dict, progress: dict[str, float], written: dict[str, float]) -> None:
-        """Turn a task's stream-writer event into a job event (progress also lands in the record)."""
+    async def _relay(
+        self, job: JobRecord, event: dict, progress: dict[str, float], written: dict[str, float], watch: _Watch
+    ) -> None:
+        """Turn a task's stream-writer event into a job event (progress also lands in the record).
+
+        Fenced by the lease: once another consumer holds the job, nothing of this round is published."""
+        if watch.lost:
+            return
         fields = {k: v for k, v in event.items() if k != "kind" and v is not None}
         if event.get("kind") == "progress" and event.get("nodeProgress") is not None:
             node_id = event["nodeId"]
@@ -281,9 +291,9 @@ class Executor:
             if now - written.get(node_id, 0.0) >= PROGRESS_WRITE_SECONDS or progress[node_id] >= 1.0:
                 written[node_id] = now
                 event_body = body(job.job_id, "progress", fields)
-                await self.store.set_progress(job.job_id, node_id, progress[node_id], overall, event_body)
+                await self.store.set_progress(job.job_id, node_id, progress[node_id], overall, event_body, watch.token)
                 return
-        await self.events.emit(job.job_id, event.get("kind", "log"), **fields)
+        await self.events.emit(job.job_id, event.get("kind", "log"), fence=watch.token, **fields)
 
     async def _advance(self, job: JobRecord) -> tuple[str, tuple[Plane, str] | None]:
         """After a round: finish the job, or name the plane (and job state) to hand it to."""

@@ -61,6 +61,18 @@ return n
 """
 )
 
+# A node's progress (record fields + its event), only while KEYS[5] (the job's lease) holds ARGV[1].
+# ARGV: lease token, event body ('' none), events maxlen, then field/value pairs to HSET.
+_PROGRESS = (
+    EMIT_FUNCTION
+    + """
+if redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[2] ~= '' then emit(KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], 0) end
+return 1
+"""
+)
+
 # A new job: the record, the index entries (KEYS[5] all jobs, KEYS[6] the owner's: ARGV[5] says whether),
 # and its `queued` event. ARGV[4] the creation time, then the record's field/value pairs.
 _CREATE = (
@@ -89,6 +101,7 @@ class JobStore:
         self._transition = redis.register_script(_TRANSITION)
         self._update = redis.register_script(_UPDATE)
         self._create = redis.register_script(_CREATE)
+        self._progress = redis.register_script(_PROGRESS)
 
     async def create(
         self, graph: GraphDocument, owner: str | None = None, job_id: str | None = None, webhook: str | None = None
@@ -199,10 +212,12 @@ class JobStore:
         return [(k.decode(), float(score)) for k, score in rows]
 
     async def set_progress(
-        self, job_id: str, node_id: str, node_progress: float, overall: float, event: str = ""
-    ) -> None:
-        """Save a node's progress (and the job's); with an event body, emit it in the same round trip."""
-        await self._change(job_id, event, {_nf(node_id, "progress"): repr(node_progress), "progress": repr(overall)})
+        self, job_id: str, node_id: str, node_progress: float, overall: float, event: str, lease_token: str
+    ) -> bool:
+        """Save a node's progress (and the job's) with its event, in one round trip, while the lease is ours."""
+        keys = [self.keys.job(job_id), *self.events.script_keys(job_id), self.keys.lease(job_id)]
+        args: list[str | int] = [lease_token, event, self.events.maxlen, _nf(node_id, "progress"), repr(node_progress)]
+        return bool(await self._progress(keys=keys, args=[*args, "progress", repr(overall)]))
 
 
 def record_from_hash(job_id: str, raw: dict[bytes, bytes]) -> JobRecord | None:

@@ -22,14 +22,15 @@ from langgraph.types import RetryPolicy
 from pydantic import ValidationError
 
 from common import metrics
+from common.childproc import ChildSpec, scratch_dir
 from common.context import TaskContext
-from common.errors import JobCanceled, TaskInputError
 from common.jobs import JobStore, overall_progress
 from common.models.graph_schema import Node, Plane
 from common.models.job_schema import JobRecord
 from common.registry import Registry
 from common.settings import Settings
 from common.storage import Storage
+from common.supervisor import ChildRunner, InlineRunner, NodeError, Pulse, Runner, supervise
 
 log = structlog.get_logger(__name__)
 
@@ -40,14 +41,6 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 class RoundState(TypedDict):
     outputs: Annotated[dict[str, dict[str, Any]], _merge]
-
-
-class NodeError(Exception):
-    """A node that did not complete. retryable: LangGraph may run it again within the budget."""
-
-    def __init__(self, node_id: str, error: str, *, retryable: bool = False, canceled: bool = False) -> None:
-        super().__init__(f"{node_id}: {error}")
-        self.node_id, self.error, self.retryable, self.canceled = node_id, error, retryable, canceled
 
 
 def dependencies(job: JobRecord) -> dict[str, list[str]]:
@@ -96,6 +89,8 @@ class RoundRuntime:
     deps: dict[str, list[str]]
     progress: dict[str, float]  #: node progress in this round, shared with the executor's relay
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  #: nodes completed in this round
+    #: True while the process stops gracefully: running tasks get a chance to checkpoint before being killed
+    graceful: Callable[[], bool] = lambda: False
 
     async def run_node(self, node_id: str, state: RoundState, write: Callable[[dict[str, Any]], None]) -> dict:
         node = next(n for n in self.job.graph.nodes if n.id == node_id)
@@ -111,39 +106,70 @@ class RoundRuntime:
             params = task.params.model_validate(node.params or {})
         except ValidationError as e:
             raise NodeError(node_id, f"invalid params: {e}") from e
-        ctx = TaskContext(
-            job_id=self.job.job_id,
-            node_id=node_id,
-            service=node.service,
-            attempt=attempt,
-            settings=self.settings,
-            storage=self.storage,
-            context=dict(self.job.graph.context or {}),
-            inputs={d: state["outputs"].get(d, {}) for d in self.deps[node_id]},
-            emit=write,
-            cancel=self.cancel,
-        )
         started = time.monotonic()
         ids = {"job_id": self.job.job_id, "node": node_id, "service": node.service, "attempt": attempt}
         log.info("node started", **ids)
+        pulse = Pulse(node_id, write)
+        inputs = {d: state["outputs"].get(d, {}) for d in self.deps[node_id]}
+
+        def retry() -> bool:
+            return attempt < self.settings.max_node_attempts and not self.cancel.is_set()
+
+        node_cancel = None
+        runner: Runner
+        if task.runtime.get("isolated"):
+            spec = ChildSpec(
+                target=f"{task.fn.__module__}:{task.fn.__qualname__}",
+                params_model=f"{task.params.__module__}:{task.params.__qualname__}",
+                params=params.model_dump(by_alias=True, mode="json"),
+                job_id=self.job.job_id,
+                node_id=node_id,
+                service=node.service,
+                attempt=attempt,
+                settings=self.settings,
+                context=dict(self.job.graph.context or {}),
+                inputs=inputs,
+                memory_limit_bytes=self.settings.task_memory_bytes,
+                scratch=scratch_dir(self.settings, self.job.job_id, node_id),
+            )
+            runner = ChildRunner(spec, pulse, retry, ", ".join(task.runtime.get("memory_options", ())) or "its size")
+        else:
+            node_cancel = threading.Event()
+            ctx = TaskContext(
+                job_id=self.job.job_id,
+                node_id=node_id,
+                service=node.service,
+                attempt=attempt,
+                settings=self.settings,
+                storage=self.storage,
+                context=dict(self.job.graph.context or {}),
+                inputs=inputs,
+                emit=pulse.emit,
+                cancel=node_cancel,
+            )
+            coro = task.fn(ctx, params) if task.is_async else asyncio.to_thread(task.fn, ctx, params)
+            runner = InlineRunner(node_id, coro, node_cancel, retry)
         try:
-            if task.is_async:
-                result = await task.fn(ctx, params)  # type: ignore[misc]
-            else:
-                result = await asyncio.to_thread(task.fn, ctx, params)
-            output = dict(result or {})
+            output = await supervise(
+                runner,
+                pulse,
+                cancel=self.cancel,
+                node_cancel=node_cancel,
+                graceful=self.graceful,
+                silence_seconds=float(task.runtime.get("silence_seconds") or self.settings.node_silence_seconds),
+                heartbeat_seconds=self.settings.node_heartbeat_seconds,
+                grace_seconds=self.settings.stop_grace_seconds,
+                retry=retry,
+            )
             json.dumps(output)  # outputs travel as JSON: fail here, not in Redis
-        except JobCanceled as e:
-            raise NodeError(node_id, "canceled", canceled=True) from e
-        except (TaskInputError, TypeError, ValueError) as e:
+        except NodeError as e:
+            outcome = "canceled" if e.canceled else ("error" if e.retryable else "failed")
+            metrics.NODES.labels(self.plane, node.service, outcome).inc()
+            log.info("node ended", outcome=outcome, error=e.error, **ids)
+            raise
+        except (TypeError, ValueError) as e:
             metrics.NODES.labels(self.plane, node.service, "failed").inc()
-            log.info("node rejected its input", error=str(e), **ids)
-            raise NodeError(node_id, str(e)) from e
-        except Exception as e:
-            metrics.NODES.labels(self.plane, node.service, "error").inc()
-            log.exception("node raised", **ids)
-            retry = attempt < self.settings.max_node_attempts and not self.cancel.is_set()
-            raise NodeError(node_id, f"{type(e).__name__}: {e}", retryable=retry) from e
+            raise NodeError(node_id, f"output is not JSON: {e}") from e
         self.progress[node_id] = 1.0
         await self.store.node_completed(self.job.job_id, node_id, output, overall_progress(self.job, self.progress))
         self.outputs[node_id] = output

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     task_modules: str = ""  # extra comma-separated modules exposing a `registry` (plugins, tests)
     builtin_tasks: bool = True  # worker: register the built-in ML tasks (tests of the UI swap in doubles)
 
+    # Long work: supervision of running nodes (common/supervisor.py)
+    node_silence_seconds: float = Field(600.0, gt=0)  # watchdog: a node silent this long fails (per-service override)
+    node_heartbeat_seconds: float = Field(3.0, gt=0)  # a quiet running node gets a heartbeat event this often
+    stop_grace_seconds: float = Field(5.0, ge=0)  # graceful stop: time a task gets to checkpoint before a kill
+    task_memory_bytes: int = Field(0, ge=0)  # memory limit of each task child process (RLIMIT_DATA); 0 = none
+    scratch_dir: str = ""  # where task child processes keep temporary files; "" = the system's temp directory
+
     # Control-plane API
     rate_limit_per_minute: int = Field(60, ge=1)  # job submissions per API key per minute
     webhook_secret: SecretStr = SecretStr("")  # whsec_<base64>; empty = derived from the first API key

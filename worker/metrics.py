@@ -26,3 +26,25 @@ def observe_device(info: DeviceInfo) -> None:
     GPU_MEMORY.labels("reserved").set(info.reserved_bytes)
     GPU_MEMORY.labels("total").set(info.vram_bytes or 0)
     GPU_UTILIZATION.set(info.utilization)
+
+
+# Observations a task reports through common.childproc.forward (tasks run in child processes; metrics live here).
+
+
+def train_step(service: str, seconds: float) -> None:
+    TRAIN_STEPS.labels(service).inc()
+    TRAIN_STEP_SECONDS.labels(service).observe(seconds)
+
+
+def peak_memory(service: str, peak_bytes: int) -> None:
+    NODE_PEAK_MEMORY.labels(service).set(peak_bytes)
+
+
+#: Median seconds per training step by (service, resolution; 0 = not resolution-bound), as measured on this
+#: worker: the heartbeat publishes it and recommendations are made from it.
+STEP_SECONDS_SEEN: dict[tuple[str, int], float] = {}
+
+
+def step_time(service: str, resolution: int, seconds: float | None) -> None:
+    if seconds is not None and seconds > 0:
+        STEP_SECONDS_SEEN[(service, int(resolution))] = float(seconds)

@@ -39,6 +39,14 @@ class Event(BaseModel):
     total_steps: int | None = Field(None, alias="totalSteps")
     loss: float | None = None
     eta_seconds: float | None = Field(None, alias="etaSeconds")
+    phase: str | None = Field(None, max_length=64)
+    """
+    What the node is doing now: loading-model, caching, baseline, training, preview, sampling, denoising, narration, encoding, uploading (or a service's own).
+    """
+    phase_progress: float | None = Field(None, alias="phaseProgress", ge=0.0, le=1.0)
+    """
+    Progress within the phase, where it has one.
+    """
     artifact: artifact_schema.ArtifactMeta | None = None
     message: str | None = None
     level: Literal["debug", "info", "warning", "error"] | None = None

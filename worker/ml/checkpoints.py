@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from common.context import TaskContext
@@ -108,11 +109,13 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def resume(ctx: TaskContext, trainer: Any) -> tuple[int, float]:
-    """Load the latest checkpoint into trainer; returns (start step, probe loss before any training)."""
+def resume(ctx: TaskContext, trainer: Any, probe: Callable[[], float]) -> tuple[int, float]:
+    """Load the latest checkpoint into trainer; returns (start step, probe loss before any training).
+
+    probe() measures the baseline loss (only when no checkpoint carries it)."""
     state = latest(ctx)
     if state is None:
-        return 0, float(trainer.probe_loss())
+        return 0, float(probe())
     trainer.load_state(state)
-    probe = state.get("probeStart")
-    return int(state["step"]), float(probe) if probe is not None else float(trainer.probe_loss())
+    saved = state.get("probeStart")
+    return int(state["step"]), float(saved) if saved is not None else float(probe())

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.childproc import forward
 from common.context import TaskContext
-from worker import metrics
 
 
 def optimizer_step(loss: Any, optimizer: Any, scaler: Any, params: list[Any], max_norm: float = 1.0) -> float:
@@ -69,8 +69,7 @@ def run(
             raise FloatingPointError(f"loss is {loss} at step {i}; lower the learning rate")
         result.losses.append(loss)
         result.step_seconds.append(seconds)
-        metrics.TRAIN_STEPS.labels(ctx.service).inc()
-        metrics.TRAIN_STEP_SECONDS.labels(ctx.service).observe(seconds)
+        forward("worker.metrics:train_step", ctx.service, seconds)
         if checkpoint is not None and checkpoint_every > 0 and i % checkpoint_every == 0 and i < total:
             checkpoint(i)
             saved = i

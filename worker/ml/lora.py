@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,8 +107,21 @@ class LoraTrainer:
         self.scaler = device.grad_scaler()
         self.generator = torch.Generator(dev).manual_seed(p.seed)
         self.pixels = images_to_tensor(pngs, p.resolution).to(dev, dtype=dtype)
+        self.embeds: torch.Tensor | None = None
+        self.cache: LatentCache | None = None
+
+    def cache_inputs(self, on_image: Callable[[int, int], None] = lambda i, n: None) -> None:
+        """Encode the prompt once and, with cache_latents, each image's latents (one at a time: progress)."""
+        import torch
+
         self.embeds = self._encode_prompt()  # one prompt for all images: always encoded once
-        self.cache = self._encode(self.pixels) if p.cache_latents else None
+        if not self.p.cache_latents:
+            return
+        parts = []
+        for i in range(len(self.pixels)):
+            parts.append(self._encode(self.pixels[i : i + 1]))
+            on_image(i + 1, len(self.pixels))
+        self.cache = LatentCache(torch.cat([c.mean for c in parts]), torch.cat([c.std for c in parts]))
 
     @property
     def trainable_count(self) -> int:
@@ -152,29 +166,44 @@ class LoraTrainer:
         noise = torch.randn(latents.shape, generator=self.generator, device=dev)
         steps = self.scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (latents.shape[0],), generator=self.generator, device=dev)
+        assert self.embeds is not None, "cache_inputs() first"
         embeds = self.embeds.expand(latents.shape[0], -1, -1)
         with self.device.autocast():
             loss = noise_loss(self.unet, self.scheduler, latents, embeds, noise, timesteps)
         return optimizer_step(loss, self.optimizer, self.scaler, self.params)
 
-    def probe_loss(self, seed: int = 0, per_image: int = 4) -> float:
-        """Loss on a fixed batch (latent means, seeded noise, evenly spread timesteps): comparable across steps."""
+    def probe_loss(
+        self, seed: int = 0, per_image: int = 4, on_part: Callable[[int, int], None] = lambda i, n: None
+    ) -> float:
+        """Loss on a fixed set (latent means, seeded noise, evenly spread timesteps): comparable across steps.
+
+        One UNet pass per (image, timestep), so progress (and a graceful stop) comes between passes."""
         import torch
 
-        cache = self.cache or self._encode(self.pixels)
+        assert self.embeds is not None, "cache_inputs() first"
         dev = self.device.device
-        latents = (cache.mean * self.vae.config.scaling_factor).repeat_interleave(per_image, 0)
         gen = torch.Generator(dev).manual_seed(seed)
-        noise = torch.randn(latents.shape, generator=gen, device=dev)
         steps = self.scheduler.config.num_train_timesteps
-        timesteps = torch.linspace(50, steps - 50, per_image, device=dev).long().repeat(len(cache.mean))
-        with torch.no_grad(), self.device.autocast():
-            embeds = self.embeds.expand(latents.shape[0], -1, -1)
-            return float(noise_loss(self.unet, self.scheduler, latents, embeds, noise, timesteps))
+        timesteps = torch.linspace(50, steps - 50, per_image, device=dev).long()
+        total, losses = len(self.pixels) * per_image, []
+        for i in range(len(self.pixels)):
+            mean = self.cache.mean[i : i + 1] if self.cache else self._encode(self.pixels[i : i + 1]).mean
+            latents = mean * self.vae.config.scaling_factor
+            for t in timesteps:
+                noise = torch.randn(latents.shape, generator=gen, device=dev)
+                with torch.no_grad(), self.device.autocast():
+                    loss = noise_loss(self.unet, self.scheduler, latents, self.embeds, noise, t.reshape(1))
+                losses.append(float(loss))
+                on_part(len(losses), total)
+        return sum(losses) / len(losses)
 
-    def sample(self, steps: int, seed: int) -> Image.Image:
+    def sample(self, steps: int, seed: int, on_step: Callable[[int, int], None] = lambda i, n: None) -> Image.Image:
         """A preview image of the prompt with the LoRA as trained so far (fixed seed: comparable over time)."""
         import torch
+
+        def callback(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            on_step(i + 1, steps)
+            return kwargs
 
         pipe = self.pipeline()
         self.unet.eval()
@@ -187,6 +216,7 @@ class LoraTrainer:
                     width=self.p.resolution,
                     generator=torch.Generator(self.device.device).manual_seed(seed),
                     output_type="pil",
+                    callback_on_step_end=callback,
                 )
         finally:
             self.unet.train()

@@ -6,11 +6,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common.childproc import forward
 from common.context import TaskContext
 from common.errors import TaskInputError
 from common.registry import Registry
 from common.services import TrainLoraParams
-from worker import metrics
 from worker.ml import checkpoints, loop, models
 from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
 from worker.tasks import inputs
@@ -37,28 +37,44 @@ def _images(ctx: TaskContext) -> tuple[list[bytes], str]:
     params=TrainLoraParams,
     outputs=("lora", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
+    isolated=True,
+    memory_options=("resolution", "batchSize"),
 )
 def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
     """LoRA on the UNet attention projections of a Stable Diffusion base model."""
     from worker.ml.lora import WEIGHTS_NAME, LoraTrainer, png_bytes
 
+    ctx.phase("loading-model")
     pngs, prompt = _images(ctx)
     paths = models.resolve(ctx.settings, "sd_model")
     device = pick(p.precision)
     reset_peak_memory()
     ctx.log(f"train_lora on {device.name} in {device.precision}{' (demo model)' if paths.demo else ''}")
     trainer = LoraTrainer(paths.sd, p, device, pngs, prompt)
+    ctx.phase("caching")
+    trainer.cache_inputs(lambda i, n: ctx.phase("caching", i / n))
 
-    start, probe_start = checkpoints.resume(ctx, trainer)
+    def probe() -> float:
+        ctx.phase("baseline")
+        return trainer.probe_loss(on_part=lambda i, n: ctx.phase("baseline", i / n))
+
+    start, probe_start = checkpoints.resume(ctx, trainer, probe)
 
     def checkpoint(step: int) -> None:
+        ctx.phase("uploading")
         checkpoints.save(ctx, step, {**trainer.state(), "probeStart": probe_start})
+        ctx.phase("training")
+
+    def sample(what: str) -> bytes:
+        ctx.phase(what)
+        return png_bytes(trainer.sample(p.sample_steps, SAMPLE_SEED, lambda i, n: ctx.phase(what, i / n)))
 
     def preview(step: int) -> None:
         if p.sample_every and step % p.sample_every == 0 and step < p.steps:
-            image = png_bytes(trainer.sample(p.sample_steps, SAMPLE_SEED))
-            ctx.put_artifact(f"previews/step-{step:06d}.png", image, "image/png", preview=True)
+            ctx.put_artifact(f"previews/step-{step:06d}.png", sample("preview"), "image/png", preview=True)
+            ctx.phase("training")
 
+    ctx.phase("training")
     result = loop.run(
         ctx,
         total=p.steps,
@@ -68,15 +84,17 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
         checkpoint_every=p.checkpoint_every,
         after_step=preview,
     )
-    probe_end = trainer.probe_loss()
-    sample = png_bytes(trainer.sample(p.sample_steps, SAMPLE_SEED))
+    probe_end = probe()
+    final = sample("sampling")
+    ctx.phase("uploading")
     with tempfile.TemporaryDirectory() as tmp:
         weights = trainer.save_lora(Path(tmp))
         ctx.check_cancel()  # canceled during the final sample: leave no final artifact
         lora = ctx.put_artifact(WEIGHTS_NAME, weights, "application/octet-stream")
-    sample_meta = ctx.put_artifact("sample.png", sample, "image/png")
+    sample_meta = ctx.put_artifact("sample.png", final, "image/png")
     peak = peak_memory_bytes(device)
-    metrics.NODE_PEAK_MEMORY.labels(ctx.service).set(peak)
+    forward("worker.metrics:peak_memory", ctx.service, peak)
+    forward("worker.metrics:step_time", ctx.service, p.resolution, result.median_step_seconds)
     return {
         "lora": lora.model_dump(by_alias=True, mode="json"),
         "sample": sample_meta.model_dump(by_alias=True, mode="json"),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from common.childproc import forward
 from common.context import TaskContext
 from common.registry import Registry
 from common.services import RenderVideoParams
-from worker import metrics
 from worker.ml import models
 from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
 from worker.ml.lora import WEIGHTS_NAME, png_bytes
@@ -36,6 +37,8 @@ def _voice_prefix(ctx: TaskContext, p: RenderVideoParams) -> str | None:
     params=RenderVideoParams,
     outputs=("video", "poster", "frames", "fps", "hasAudio"),
     gpu=True,
+    isolated=True,
+    memory_options=("width", "height", "frames"),
 )
 def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
     """AnimateDiff frames with the job's LoRA, H.264 MP4, optional narration in the trained voice."""
@@ -44,6 +47,7 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
     from worker.ml.video import load_pipeline, render_frames
     from worker.ml.voice import load_voice
 
+    ctx.phase("loading-model")
     prompt = p.prompt or str(inputs.value(ctx, "prompt", "") or "")
     narration = p.narration or inputs.value(ctx, "narration")
     lora_key, voice_prefix = _lora_key(ctx, p), _voice_prefix(ctx, p)
@@ -60,23 +64,30 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
         ctx.log(f"render_video on {device.name}; LoRA {lora_key or 'none'}; voice {voice_prefix or 'none'}")
         pipe = load_pipeline(paths.sd, paths.motion_adapter, device, lora_dir, p.lora_scale)
 
+        ctx.phase("denoising")
+        began = time.monotonic()
+
         def on_step(i: int) -> None:
-            ctx.progress(0.9 * i / p.steps, step=i, total_steps=p.steps)
+            eta = (time.monotonic() - began) / i * (p.steps - i)
+            ctx.progress(0.9 * i / p.steps, step=i, total_steps=p.steps, eta_seconds=round(eta, 1))
             ctx.check_cancel()
 
         frames = render_frames(pipe, p, prompt, device, on_step)
         audio = None
         if narration:
+            ctx.phase("narration")
             voice_dir = inputs.download_dir(ctx, voice_prefix, Path(tmp, "voice")) if voice_prefix else None
             voice = load_voice(paths.tts, paths.vocoder, voice_dir, device, paths.demo)
             audio = voice.synthesize(str(narration))
     ctx.check_cancel()
+    ctx.phase("encoding")
     mp4 = encode_mp4(frames, p.fps, audio)
+    ctx.phase("uploading")
     video = ctx.put_artifact("video.mp4", mp4.data, "video/mp4")
     poster = ctx.put_artifact("poster.png", png_bytes(Image.fromarray(frames[0])), "image/png")
     ctx.progress(1.0, step=p.steps, total_steps=p.steps)
     peak = peak_memory_bytes(device)
-    metrics.NODE_PEAK_MEMORY.labels(ctx.service).set(peak)
+    forward("worker.metrics:peak_memory", ctx.service, peak)
     return {
         "video": video.model_dump(by_alias=True, mode="json"),
         "poster": poster.model_dump(by_alias=True, mode="json"),

@@ -6,11 +6,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common.childproc import forward
 from common.context import TaskContext
 from common.errors import TaskInputError
 from common.registry import Registry
 from common.services import TrainVoiceParams
-from worker import metrics
 from worker.ml import checkpoints, loop, models
 from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
 from worker.ml.media import load_clip, wav_bytes
@@ -48,11 +48,14 @@ def _clips(ctx: TaskContext) -> tuple[list[Any], list[str]]:
     params=TrainVoiceParams,
     outputs=("voiceDir", "files", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
+    isolated=True,
+    memory_options=("batchSize",),
 )
 def train_voice(ctx: TaskContext, p: TrainVoiceParams) -> dict[str, Any]:
     """SpeechT5 text-to-speech fine-tune with a learned speaker embedding."""
     from worker.ml.voice import VoiceTrainer, load_voice
 
+    ctx.phase("loading-model")
     clips, texts = _clips(ctx)
     paths = models.resolve(ctx.settings, "tts_model", "vocoder_model")
     device = pick(p.precision)
@@ -60,22 +63,29 @@ def train_voice(ctx: TaskContext, p: TrainVoiceParams) -> dict[str, Any]:
     ctx.log(f"train_voice ({p.mode}) on {device.name} in {device.precision}{' (demo model)' if paths.demo else ''}")
     trainer = VoiceTrainer(paths.tts, p, device, clips, texts)
 
-    start, probe_start = checkpoints.resume(ctx, trainer)
+    def probe() -> float:
+        ctx.phase("baseline")
+        return trainer.probe_loss()
+
+    def checkpoint(step: int) -> None:
+        ctx.phase("uploading")
+        checkpoints.save(ctx, step, {**trainer.state(), "probeStart": probe_start})
+        ctx.phase("training")
+
+    start, probe_start = checkpoints.resume(ctx, trainer, probe)
+    ctx.phase("training")
     result = loop.run(
-        ctx,
-        total=p.steps,
-        start=start,
-        step=trainer.step,
-        checkpoint=lambda step: checkpoints.save(ctx, step, {**trainer.state(), "probeStart": probe_start}),
-        checkpoint_every=p.checkpoint_every,
+        ctx, total=p.steps, start=start, step=trainer.step, checkpoint=checkpoint, checkpoint_every=p.checkpoint_every
     )
-    probe_end = trainer.probe_loss()
+    probe_end = probe()
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(tmp, "voice")
         files = trainer.save(out_dir)
+        ctx.phase("sampling")
         voice = load_voice(paths.tts, paths.vocoder, out_dir, device, paths.demo)  # what render_video will load
         speech = voice.synthesize(p.sample_text or texts[0])
         ctx.check_cancel()  # no final artifacts once canceled
+        ctx.phase("uploading")
         metas = [
             ctx.put_artifact(VOICE_DIR + f.relative_to(out_dir).as_posix(), f, None).model_dump(
                 by_alias=True, mode="json"
@@ -84,7 +94,8 @@ def train_voice(ctx: TaskContext, p: TrainVoiceParams) -> dict[str, Any]:
         ]
     sample = ctx.put_artifact("sample.wav", wav_bytes(speech), "audio/wav")
     peak = peak_memory_bytes(device)
-    metrics.NODE_PEAK_MEMORY.labels(ctx.service).set(peak)
+    forward("worker.metrics:peak_memory", ctx.service, peak)
+    forward("worker.metrics:step_time", ctx.service, 0, result.median_step_seconds)
     return {
         "voiceDir": ctx.artifact_key(VOICE_DIR),
         "files": metas,
