@@ -41,6 +41,7 @@ class TrainLoraParams(Params):
     sample_every: int = Field(100, ge=0, description="Preview image every N steps; 0 = only the final sample")
     checkpoint_every: int = Field(100, ge=0, description="Training checkpoint to S3 every N steps; 0 = never")
     sample_steps: int = Field(20, ge=1, le=200, description="Denoising steps of preview/sample images")
+    baseline: bool = Field(True, description="Measure the loss on a fixed set before and after training (probeLoss)")
 
 
 class TrainVoiceParams(Params):

@@ -192,7 +192,13 @@ async def supervise(
     retry: Callable[[], bool],
 ) -> dict[str, Any]:
     """Start the runner and wait for it, acting on cancel/stop, silence and quiet periods; returns its output."""
-    await runner.start()
+    starting = asyncio.ensure_future(runner.start())  # the first child waits for the forkserver's preload
+    while not starting.done():
+        await asyncio.wait({starting}, timeout=TICK_SECONDS)
+        if time.monotonic() - pulse.last_event >= heartbeat_seconds:
+            pulse.beat()
+    await starting
+    pulse.last_report = pulse.last_event = time.monotonic()  # the watchdog counts from the task's start
     try:
         while not runner.finished:
             await runner.wait(TICK_SECONDS)

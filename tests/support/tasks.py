@@ -69,3 +69,33 @@ async def publish(ctx: TaskContext, p: StepParams) -> dict:
     import asyncio
 
     return await asyncio.to_thread(_steps, ctx, p)
+
+
+class BlockParams(BaseModel):
+    phase: str = "caching"
+    seconds: float = Field(600, ge=0, le=3600)
+
+
+def _block(ctx: TaskContext, p: BlockParams) -> dict:
+    """Report a phase, then go silent without ever checking cancel (a hung driver call, a stuck download)."""
+    _count_run(ctx)
+    ctx.phase(p.phase)
+    time.sleep(p.seconds)
+    return {"slept": p.seconds}
+
+
+registry.task("test.block", plane="data", params=BlockParams, isolated=True, silence_seconds=2)(_block)
+registry.task("test.control_block", plane="control", params=BlockParams, silence_seconds=2)(_block)
+
+
+class HogParams(BaseModel):
+    megabytes: int = Field(256, ge=1, le=65_536)
+
+
+@registry.task("test.hog", plane="data", params=HogParams, isolated=True, memory_options=("megabytes",))
+def hog(ctx: TaskContext, p: HogParams) -> dict:
+    """Allocate and touch `megabytes` of memory (past the worker's task memory limit: out of memory)."""
+    ctx.phase("allocating")
+    block = bytearray(p.megabytes * 1024 * 1024)
+    block[::4096] = b"\1" * len(block[::4096])
+    return {"allocated": len(block)}

@@ -109,13 +109,13 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def resume(ctx: TaskContext, trainer: Any, probe: Callable[[], float]) -> tuple[int, float]:
+def resume(ctx: TaskContext, trainer: Any, probe: Callable[[], float | None]) -> tuple[int, float | None]:
     """Load the latest checkpoint into trainer; returns (start step, probe loss before any training).
 
     probe() measures the baseline loss (only when no checkpoint carries it)."""
     state = latest(ctx)
     if state is None:
-        return 0, float(probe())
+        return 0, probe()
     trainer.load_state(state)
     saved = state.get("probeStart")
-    return int(state["step"]), float(saved) if saved is not None else float(probe())
+    return int(state["step"]), float(saved) if saved is not None else probe()

@@ -54,7 +54,9 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
     ctx.phase("caching")
     trainer.cache_inputs(lambda i, n: ctx.phase("caching", i / n))
 
-    def probe() -> float:
+    def probe() -> float | None:
+        if not p.baseline:
+            return None
         ctx.phase("baseline")
         return trainer.probe_loss(on_part=lambda i, n: ctx.phase("baseline", i / n))
 
