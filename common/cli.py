@@ -411,11 +411,17 @@ def _show(ev: Event, bars: Progress, tasks: dict[str, TaskID]) -> None:
         return
     if ev.kind == "node":
         bars.update(task, info=ev.status, completed=1.0 if ev.status == "completed" else None)
-    elif ev.kind == "progress" and ev.node_progress is not None:
-        info = f"{ev.step}/{ev.total_steps}" if ev.step is not None else ""
+    elif ev.kind == "progress":
+        parts = [ev.phase or ""]
+        if ev.phase_progress is not None:
+            parts.append(f"{ev.phase_progress:.0%}")
+        if ev.step is not None:
+            parts.append(f"{ev.step}/{ev.total_steps}")
         if ev.loss is not None:
-            info += f" loss {ev.loss:.4f}"
-        bars.update(task, completed=ev.node_progress, info=info)
+            parts.append(f"loss {ev.loss:.4f}")
+        if ev.eta_seconds is not None:
+            parts.append(f"ETA {ev.eta_seconds:.0f}s")
+        bars.update(task, completed=ev.node_progress, info=" ".join(p for p in parts if p))
 
 
 def _ago(ts: float) -> str:

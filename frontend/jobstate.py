@@ -24,11 +24,18 @@ class NodeView:
     step: int | None = None
     total_steps: int | None = None
     eta_seconds: float | None = None
+    phase: str | None = None  #: what a running node is doing (loading-model, caching, training...)
+    phase_progress: float | None = None
     error: str | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)
     _rate_origin: tuple[float, int] | None = None  # (ts, step) of the first progress event, for a local ETA
 
     def on_progress(self, event: Event) -> None:
+        if event.phase is not None:
+            if event.phase != self.phase:
+                self.phase_progress = None
+            self.phase = event.phase
+            self.phase_progress = event.phase_progress if event.phase_progress is not None else self.phase_progress
         if event.node_progress is not None:
             self.progress = event.node_progress
         if event.step is not None:

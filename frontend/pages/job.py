@@ -27,6 +27,9 @@ RETRY_SECONDS = 1.0
 
 def _progress_text(node: NodeView) -> str:
     parts = []
+    if node.status == "running" and node.phase:
+        pct = f" {node.phase_progress:.0%}" if node.phase_progress is not None else ""
+        parts.append(f"{node.phase}{pct}")
     if node.step is not None and node.total_steps:
         parts.append(f"step {node.step}/{node.total_steps}")
     if node.losses:
@@ -270,7 +273,7 @@ class JobPage:
         except httpx.HTTPError as e:
             ui.notify(f"The control plane is unreachable ({type(e).__name__}); try again.", type="negative")
             return
-        ui.notify("Cancel requested: the job stops at its next step.")
+        ui.notify("Cancel requested: the job stops within seconds.")
 
 
 async def page(link: ControlLink, job_id: str) -> None:

@@ -236,7 +236,7 @@ async def test_cancel_button_stops_a_running_job(user: User, stack: Stack) -> No
     train = one(user, "node-train_lora")
     await eventually(lambda: "step" in inside(train, "node-detail").text, timeout=30, what="training started")
     user.find(kind=ui.button, content="Cancel").click()
-    await user.should_see("Cancel requested: the job stops at its next step.")
+    await user.should_see("Cancel requested: the job stops within seconds.")
     await eventually(lambda: text_of(user, "job-status") == "canceled", timeout=30, what="canceled")
     assert inside(train, "node-status").text == "canceled"
     assert not one(user, "cancel").visible
