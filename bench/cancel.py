@@ -149,6 +149,7 @@ async def _sigterm(st: Stack, size: int) -> tuple[str, str, str]:
     proc.send_signal(signal.SIGTERM)
     await asyncio.to_thread(proc.wait, 60)
     took = time.monotonic() - began
+    await request_cancel(c.bridge, job_id)  # the job was handed back: the next worker must not resume it
     await c.redis.aclose()
     note = "target <= 10 s; job handed back" + ("" if size <= 64 else " (a step this long is killed after the grace)")
     return f"SIGTERM to exit, worker busy in a {size} px training step", f"{took:.2f} s", note

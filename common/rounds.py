@@ -6,7 +6,6 @@ its output to the job record the moment it finishes, so a crash never re-runs a 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -30,7 +29,7 @@ from common.models.job_schema import JobRecord
 from common.registry import Registry
 from common.settings import Settings
 from common.storage import Storage
-from common.supervisor import ChildRunner, InlineRunner, NodeError, Pulse, Runner, supervise
+from common.supervisor import ChildRunner, InlineRunner, NodeError, Pulse, Runner, in_daemon_thread, supervise
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +146,7 @@ class RoundRuntime:
                 emit=pulse.emit,
                 cancel=node_cancel,
             )
-            coro = task.fn(ctx, params) if task.is_async else asyncio.to_thread(task.fn, ctx, params)
+            coro = task.fn(ctx, params) if task.is_async else in_daemon_thread(task.fn, ctx, params)
             runner = InlineRunner(node_id, coro, node_cancel, retry)
         try:
             output = await supervise(

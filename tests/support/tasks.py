@@ -99,3 +99,6 @@ def hog(ctx: TaskContext, p: HogParams) -> dict:
     block = bytearray(p.megabytes * 1024 * 1024)
     block[::4096] = b"\1" * len(block[::4096])
     return {"allocated": len(block)}
+
+
+registry.task("test.control_wait", plane="control", params=BlockParams)(_block)

@@ -124,6 +124,17 @@ async def test_cancel_in_model_load_in_denoising_and_in_voice_training(
     await children_gone(worker)
 
 
+async def test_cancel_reaches_a_control_plane_task_that_never_checks(
+    redis: Redis, settings: Settings, plane_factory: Callable[..., Plane]
+) -> None:
+    plane_factory("control", settings)
+    h = Harness(redis, settings)
+    job = await h.submit(graph([("c", "test.control_wait", "control", {"phase": "fetching", "seconds": 20})], []))
+    await cancel_when(h, job.job_id, phase_is("fetching"))
+    following = await h.submit(graph([("p", "test.prepare", "control", {})], []))
+    assert (await h.wait_final(following.job_id, timeout=30)).status == "completed"
+
+
 async def test_sigterm_mid_step_hands_the_job_to_another_worker_which_resumes_it(
     redis: Redis, ml_settings: Settings, storage: Storage, plane_factory: Callable[..., Plane]
 ) -> None:
