@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib
 import importlib.util
 import json
@@ -191,7 +192,7 @@ class ChildProcess:
     async def start(self) -> None:
         # In a thread: the first start waits for the forkserver's preload, which must not stall the event loop
         # (lease renewals, other jobs' events).
-        await asyncio.to_thread(self.proc.start)
+        await in_daemon_thread(self.proc.start)
         self.child_end.close()
         self.loop.add_reader(self.conn.fileno(), self._readable)
 
@@ -229,7 +230,7 @@ class ChildProcess:
         await self.reap()
 
     async def reap(self) -> None:
-        await asyncio.to_thread(self.proc.join, 10)
+        await in_daemon_thread(self.proc.join, 10)
         self._closed()
         self.conn.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -238,6 +239,37 @@ class ChildProcess:
     def exit_signal(self) -> int | None:
         code = self.proc.exitcode
         return -code if code is not None and code < 0 else None
+
+
+def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """fn(*args) in a new daemon thread, as a future of the running loop. Unlike asyncio's default executor,
+    an abandoned call (a canceled inline task, a child that is still starting) never holds up the exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result = context.run(fn, *args)
+        except BaseException as e:  # handed to whoever awaits the future
+            loop.call_soon_threadsafe(settle, None, e)
+            return
+        loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name=f"task-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return future
+
+
+async def warm_up_async() -> None:
+    await in_daemon_thread(warm_up)
 
 
 def scratch_dir(settings: Settings, job_id: str, node_id: str) -> str:

@@ -21,7 +21,7 @@ from langgraph.types import RetryPolicy
 from pydantic import ValidationError
 
 from common import metrics
-from common.childproc import ChildSpec, scratch_dir
+from common.childproc import ChildSpec, in_daemon_thread, scratch_dir
 from common.context import TaskContext
 from common.jobs import JobStore, overall_progress
 from common.models.graph_schema import Node, Plane
@@ -29,7 +29,7 @@ from common.models.job_schema import JobRecord
 from common.registry import Registry
 from common.settings import Settings
 from common.storage import Storage
-from common.supervisor import ChildRunner, InlineRunner, NodeError, Pulse, Runner, in_daemon_thread, supervise
+from common.supervisor import ChildRunner, InlineRunner, NodeError, Pulse, Runner, supervise
 
 log = structlog.get_logger(__name__)
 

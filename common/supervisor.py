@@ -14,7 +14,6 @@ A node runs inline (a coroutine, or a thread for sync tasks: short control-plane
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -78,33 +77,6 @@ class Runner(Protocol):
     def request_stop(self) -> None: ...
     async def kill(self) -> None: ...
     async def outcome(self) -> dict[str, Any]: ...
-
-
-def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-    """Run fn(*args) in a new daemon thread: an abandoned task (canceled, timed out) never holds up the
-    process's exit, as a thread of asyncio's default executor would."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def target() -> None:
-        try:
-            result = context.run(fn, *args)
-        except BaseException as e:  # delivered to the awaiting node, which fails or retries it
-            loop.call_soon_threadsafe(settle, None, e)
-            return
-        loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=target, name=f"task-{getattr(fn, '__name__', 'fn')}", daemon=True).start()
-    return future
 
 
 class InlineRunner:

@@ -71,7 +71,7 @@ async def warm_children(state: PlaneState) -> None:
     if not any(t.runtime.get("isolated") for t in state.registry):
         return
     started = time.monotonic()
-    await asyncio.to_thread(childproc.warm_up)
+    await childproc.warm_up_async()
     log.info("task process server ready", seconds=round(time.monotonic() - started, 2))
 
 

@@ -231,3 +231,14 @@ async def test_out_of_memory_fails_the_node_not_the_worker(
     assert worker.proc is not None and worker.proc.poll() is None
     fits = await h.submit(graph([("hog", "test.hog", "data", {"megabytes": 64})], []))
     assert (await h.wait_final(fits.job_id, timeout=60)).status == "completed"
+
+
+def test_a_worker_stopped_while_its_task_server_starts_exits_at_once(
+    ml_settings: Settings, plane_factory: Callable[..., Plane]
+) -> None:
+    worker = plane_factory("worker", ml_settings)  # /ready answers before the forkserver's preload is done
+    assert worker.proc is not None
+    began = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    worker.proc.wait(20)
+    assert time.monotonic() - began < 10
