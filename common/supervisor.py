@@ -52,7 +52,7 @@ class Pulse:
         now = time.monotonic()
         self.last_report = self.last_event = now
         if event.get("phase"):
-            self.phase = str(event["phase"])
+            self.phase = event["phase"] = str(event["phase"])[:64]  # the event schema's bound
         if event.get("kind") == "progress":
             self.figures.update({k: event[k] for k in ("step", "totalSteps", "etaSeconds") if event.get(k) is not None})
             if event.get("etaSeconds") is not None:
