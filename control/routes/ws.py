@@ -17,7 +17,9 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
+from common.errors import BiplaneError
 from common.models.ws_schema import ClientMessage
 from control import metrics
 from control.auth import authenticate
@@ -118,6 +120,19 @@ class Session:
             self.send({"type": "unsubscribed", "jobId": msg.job_id})
         return True
 
+    async def handle_safely(self, raw: str) -> bool:
+        """handle(), with any failure answered by an error frame: the socket stays open and says nothing more
+        about other owners' jobs than a missing job would."""
+        try:
+            return await self.handle(raw)
+        except RedisError as e:
+            log.warning("ws: redis unavailable", error=repr(e))
+            self.error("unavailable", "the job store is unavailable; retry later")
+        except Exception:
+            log.exception("ws: message handling failed")
+            self.error("internal", "internal error")
+        return True
+
     def authenticate(self, token: str | None) -> bool:
         try:
             self.owner = authenticate(self.c.settings, token)
@@ -140,8 +155,8 @@ class Session:
         try:
             seq = await self.c.events.last_seq(job_id)
             job = await self.c.owned_job(job_id, self.owner)
-        except ApiError as e:
-            self.error(e.code, e.message, job_id)
+        except BiplaneError as e:  # a malformed id is "no such job", like another owner's
+            self.error(e.code, e.message, job_id[:64])
             return
         self.send(
             {"type": "subscribed", "jobId": job_id, "seq": seq, "job": job.model_dump(by_alias=True, mode="json")}
@@ -184,7 +199,7 @@ async def websocket(ws: WebSocket) -> None:
             raw = message.get("text")
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-            if not await session.handle(raw):
+            if not await session.handle_safely(raw):
                 session.close_after_pending(CLOSE_UNAUTHORIZED)
                 await writer
                 return
