@@ -15,13 +15,13 @@ from common.registry import Registry, load_modules
 from common.service import PlaneState, create_plane_app
 from common.settings import Settings
 from control import errors, metrics
+from control.bodies import BodyGuard
 from control.deps import Control
 from control.hub import Hub
 from control.metrics import HttpMetrics
 from control.planner import Planner
 from control.routes import jobs, meta, submit, ws
 from control.tasks import registry as control_tasks
-from control.uploads import FORM_OVERHEAD, BodyLimit
 from control.webhooks import Webhooks
 
 log = structlog.get_logger(__name__)
@@ -87,8 +87,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(ws.router)
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=settings.max_upload_total_bytes + FORM_OVERHEAD)
     app.add_middleware(HttpMetrics)
+    app.add_middleware(BodyGuard, settings=settings)  # outside the metrics: a refused body is never read
     if settings.cors_origin_list():
         app.add_middleware(
             CORSMiddleware,
