@@ -47,6 +47,7 @@ def _setup(app: FastAPI, state: PlaneState) -> None:
         hub=hub,
         planner=Planner(state.settings, state.registry),
         plane=state,
+        egress=webhooks.policy,
     )
     app.state.webhooks = webhooks
 

@@ -16,6 +16,7 @@ from common.service import PlaneState
 from common.settings import Settings
 from common.storage import Storage
 from control.auth import authenticate, bearer
+from control.egress import EgressPolicy
 from control.errors import ApiError
 from control.hub import Hub
 from control.planner import Planner
@@ -34,6 +35,7 @@ class Control:
     hub: Hub
     planner: Planner
     plane: PlaneState
+    egress: EgressPolicy
 
     async def owned_job(self, job_id: str, owner: str) -> JobRecord:
         """The job if it exists and belongs to owner; 404 otherwise (never tell others it exists)."""

@@ -22,6 +22,7 @@ from control import metrics
 from control.auth import rate_limit
 from control.bodies import BoundedJsonRoute, parse_json
 from control.deps import Control, ControlDep, OwnerDep
+from control.egress import TargetRefused
 from control.errors import ApiError, pointer_of
 from control.uploads import Checked, check_files, delete_keys, read_form, store_files
 
@@ -87,9 +88,15 @@ def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
     return values
 
 
-def _webhook(url: str | None) -> str | None:
+async def _webhook(c: Control, url: str | None) -> str | None:
+    """The webhook URL when control may call it (checked again at each delivery: control/egress.py)."""
     if url and (not re.match(r"^https?://[^\s/]+", url) or len(url) > 2000):
         raise ApiError(422, "invalid_request", "webhook must be an http(s) URL", pointer="/webhook")
+    if url:
+        try:
+            await c.egress.resolve(url)
+        except TargetRefused as e:
+            raise ApiError(422, "webhook_refused", str(e), pointer="/webhook") from e
     return url or None
 
 
@@ -175,7 +182,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     if workflow not in ("lora", "studio"):
         raise ApiError(422, "invalid_request", "workflow must be 'lora' or 'studio'", pointer="/workflow")
     lora = _options(form, "options", TrainLoraParams, s.max_json_depth)
-    webhook = _webhook(_text(form, "webhook", required=False, limit=2000))
+    webhook = await _webhook(c, _text(form, "webhook", required=False, limit=2000))
     budget = [s.max_upload_total_bytes]
     images = await check_files(form, "images", "image", s, minimum=1, maximum=s.max_images, budget=budget)
     job_id = new_job_id()
@@ -218,7 +225,7 @@ async def voice(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     s = c.settings
     form = await read_form(request, s)
     options = _options(form, "options", TrainVoiceParams, s.max_json_depth)
-    webhook = _webhook(_text(form, "webhook", required=False, limit=2000))
+    webhook = await _webhook(c, _text(form, "webhook", required=False, limit=2000))
     clips = await check_files(
         form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=[s.max_upload_total_bytes]
     )
@@ -269,7 +276,7 @@ async def render(
     context = {"prompt": body.prompt or "", "narration": body.narration}
     graph = c.planner.build("video", {"render_video": params}, context)
     fp = fingerprint("render", body.model_dump(mode="json"))
-    return await _accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], _webhook(body.webhook))
+    return await _accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], await _webhook(c, body.webhook))
 
 
 @router.post("/jobs", status_code=202, responses=ACCEPTED, summary="Submit a whole graph document")
@@ -285,4 +292,4 @@ async def submit_graph(
     job_id = new_job_id()
     graph = graph.model_copy(update={"job_id": job_id})
     fp = fingerprint("jobs", [doc, webhook])
-    return await _accept(c, owner, idempotency_key, fp, job_id, graph, [], _webhook(webhook))
+    return await _accept(c, owner, idempotency_key, fp, job_id, graph, [], await _webhook(c, webhook))
