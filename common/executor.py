@@ -127,7 +127,12 @@ class Executor:
                 backoff = 0.2
             except (RedisError, OSError) as e:  # NOGROUP (Redis came back empty) included
                 metrics.REDIS_ERRORS.labels(self.plane).inc()
-                log.warning("executor not consuming: redis failed", plane=self.plane, error=repr(e), backoff=backoff)
+                log.warning(
+                    "executor not consuming: redis failed",
+                    plane=self.plane,
+                    error=f"{type(e).__name__}: {e}",
+                    backoff=backoff,
+                )
                 started = self.consuming = False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
