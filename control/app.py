@@ -88,8 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(ws.router)
     errors.install(app)
-    app.add_middleware(HttpMetrics)
-    app.add_middleware(BodyGuard, settings=settings)  # outside the metrics: a refused body is never read
+    app.add_middleware(BodyGuard, settings=settings)  # before routing: a refused body is never read
+    app.add_middleware(HttpMetrics)  # counts refused requests too (route "unmatched")
     if settings.cors_origin_list():
         app.add_middleware(
             CORSMiddleware,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import uuid
 from urllib.parse import quote
 
@@ -24,10 +26,21 @@ JOB_ROUTES = (
 )
 
 
-def hostile_ids(theirs: str) -> list[str]:
-    """Ids that used to name other Redis keys of a job (WRONGTYPE: 500), or no job at all."""
+#: Random hostile ids per route on top of the fixed ones; HOSTILE_EXAMPLES raises it for `make soak`.
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "10"))
+_ALPHABET = "aZ09_-:*?%\\ \0\n\r\t.{}[]\"'ü€\u202e"  # no "/": it would route elsewhere
+
+
+def hostile_ids(theirs: str, extra: int = 0, seed: int = 0) -> list[str]:
+    """Ids that used to name other Redis keys of a job (WRONGTYPE: 500), or no job at all; plus `extra` random
+    ones (the owner's id with a random tail, or random text)."""
     suffixes = (":events", ":seq", ":lease", ":cancel", ":handoff:data:x", ":webhook:completed", "x" * 60)
-    return [theirs + s for s in suffixes] + ["a b", "a\0b", "*", "?", "ü" * 10, "a:b", "-" * 65, "%", "\\", " "]
+    ids = [theirs + s for s in suffixes] + ["a b", "a\0b", "*", "?", "ü" * 10, "a:b", "-" * 65, "%", "\\", " "]
+    rnd = random.Random(seed)
+    for _ in range(extra):
+        tail = "".join(rnd.choice(_ALPHABET) for _ in range(rnd.randint(1, 80)))
+        ids.append(theirs + tail if rnd.random() < 0.5 else tail)
+    return [i for i in ids if i.strip(".")]  # "." and ".." are path segments, not ids
 
 
 def deep(n: int) -> str:
@@ -49,13 +62,13 @@ def test_hostile_ids_on_every_job_route(control: Plane) -> None:
     mine, theirs = client(control.url), client(control.url, "test-key-2")
     b_job = theirs.post("/api/jobs", json=graph_doc()).json()["jobId"]
     missing = uuid.uuid4().hex
-    for method, route in JOB_ROUTES:
+    for n, (method, route) in enumerate(JOB_ROUTES):
         r_theirs = mine.request(method, route.format(b_job))
         r_missing = mine.request(method, route.format(missing))
         assert r_theirs.status_code == 404, (route, r_theirs.text)
         assert _answer(r_theirs, b_job) == _answer(r_missing, missing), route
         assert dict(r_theirs.headers).keys() == dict(r_missing.headers).keys(), route
-        for job_id in hostile_ids(b_job):
+        for job_id in hostile_ids(b_job, EXAMPLES, seed=n):
             r = mine.request(method, route.format(quote(job_id, safe="")))
             _assert_json_4xx(r, f"{method} {route} {job_id!r}")
             assert (r.status_code, r.json()["code"]) == (404, "not_found"), (route, job_id, r.text)
@@ -76,7 +89,8 @@ async def test_hostile_ids_over_the_websocket(control: Plane) -> None:
                     pass
             return msg
 
-        frames = {job_id: await subscribe(job_id) for job_id in [b_job, missing, *hostile_ids(b_job)]}
+        ids = [b_job, missing, *hostile_ids(b_job, EXAMPLES, seed=99)]
+        frames = {job_id: await subscribe(job_id) for job_id in ids}
         for job_id, msg in frames.items():  # longer than the schema allows: invalid_message; else not_found
             assert msg["type"] == "error" and msg["code"] in ("not_found", "invalid_message"), (job_id, msg)
         ghost = {**frames[missing], "jobId": "<id>", "message": frames[missing]["message"].replace(missing, "<id>")}
