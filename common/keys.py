@@ -15,6 +15,8 @@ GROUP = "planes"
 #: client's `<id>:events` never names another key of the job (a stream: WRONGTYPE) or anything else.
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 JOB_ID = re.compile(JOB_ID_PATTERN)
+#: The largest event seq a client may name (`since`): a job's event entry ids are `<seq>-0`, 64-bit.
+MAX_SEQ = 2**63 - 1
 
 
 def check_job_id(job_id: str) -> str:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from common.errors import BiplaneError
+from common.keys import MAX_SEQ
 from common.models.ws_schema import ClientMessage
 from control import metrics
 from control.auth import authenticate
@@ -145,6 +146,9 @@ class Session:
     async def subscribe(self, job_id: str | None, since: int | None) -> None:
         if not job_id:
             self.error("invalid_message", "subscribe needs a jobId")
+            return
+        if since is not None and since > MAX_SEQ:
+            self.error("invalid_message", f"since is at most {MAX_SEQ}", job_id[:64])
             return
         if job_id in self.subs:
             self.subs.pop(job_id).cancel()  # resubscribe: the new `since` wins

@@ -155,3 +155,30 @@ def test_hostile_bodies_on_every_submit_route(control: Plane) -> None:
         _assert_json_4xx(api.post(route, **kwargs), name)
     assert api.get("/api/jobs").json()["items"] == [], "nothing was accepted"
     assert httpx.get(f"{control.url}/health").status_code == 200
+
+
+async def test_hostile_values_on_my_own_job(control: Plane) -> None:
+    """Values that are not ids but still reach Redis or S3: event seqs past 64 bits, impossible object names."""
+    mine = client(control.url)
+    own = mine.post("/api/jobs", json=graph_doc()).json()["jobId"]
+    for since in (2**63, 2**64, 10**30):
+        _assert_json_4xx(mine.get(f"/api/jobs/{own}/events", params={"since": since}), f"since={since}")
+    with mine.stream("GET", f"/api/jobs/{own}/events", headers={"Last-Event-ID": "9" * 20}) as r:
+        assert r.status_code == 200, "an unusable Last-Event-ID is ignored"
+        assert next(r.iter_lines()).startswith("event: snapshot")
+    for name in ("a" * 2000, "ü" * 600, "x\0y", "x\ny", "x/../../y", "\\", "%", "inputs/images/000.png"):
+        r = mine.get(f"/api/jobs/{own}/artifacts/{quote(name, safe='/')}")
+        assert (r.status_code, r.json()["code"]) == (404, "not_found"), (name, r.status_code, r.text[:200])
+    async with websockets.connect(control.url.replace("http://", "ws://") + "/ws?token=test-key-1") as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        for since in (2**63, 2**64, 10**30):
+            await ws.send(json.dumps({"action": "subscribe", "jobId": own, "since": since}))
+            async with asyncio.timeout(10):
+                while (msg := json.loads(await ws.recv()))["type"] == "heartbeat":
+                    pass
+            assert msg["type"] == "error" and msg["code"] in ("invalid_message", "not_found"), (since, msg)
+        await ws.send(json.dumps({"action": "subscribe", "jobId": own, "since": 0}))
+        async with asyncio.timeout(10):
+            while (msg := json.loads(await ws.recv()))["type"] != "subscribed":
+                pass
+    assert httpx.get(f"{control.url}/health").status_code == 200
