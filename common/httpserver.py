@@ -1,23 +1,21 @@
-"""How control is served: uvicorn with its limits taken from the settings, and a deadline on request headers.
+"""How the planes are served: uvicorn's limits taken from the settings, and a deadline on request headers.
 
 uvicorn times out idle keep-alive connections, but a connection that trickles a request's headers is held
 for as long as the client likes (slowloris). `HeaderDeadlineProtocol` closes it with a 408 when the headers
 are not complete `http_header_timeout_seconds` after the connection opened (or the request's first byte
 arrived), and answers 400 to headers larger than `http_max_header_bytes`. Bodies are bounded and timed by
-`control.bodies.BodyGuard`.
+`control.bodies.BodyGuard` on control. Entrypoints pass `server_options(settings)` to `uvicorn.run`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from common.settings import Settings
-from control.app import create_app
-from control.wsserver import PreparedWebSocketProtocol
 
 log = structlog.get_logger(__name__)
 
@@ -92,15 +90,12 @@ def protocol(settings: Settings) -> type[HeaderDeadlineProtocol]:
     )
 
 
-def serve(settings: Settings) -> None:
-    """Run control in the foreground with every HTTP limit set (docs/operations.md#security)."""
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.control_port,
-        log_config=None,
-        http=protocol(settings),
-        ws=PreparedWebSocketProtocol,  # the hub's fan-out writes prepared frames (control/wsserver.py)
-        timeout_keep_alive=settings.http_keep_alive_seconds,
-        limit_concurrency=settings.http_max_connections,
-    )
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn.run keyword arguments with every HTTP limit set (docs/operations.md#security)."""
+    return {
+        "http": protocol(settings),
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
+        "limit_concurrency": settings.http_max_connections,
+        # A WebSocket message is read whole before the app sees it: bound it near the app's own limit.
+        "ws_max_size": max(1024 * 1024, 4 * settings.ws_max_message_bytes),
+    }
