@@ -125,19 +125,13 @@ class Executor:
                 for e in await self.bridge.read(self.plane, self.consumer, count=free, block_ms=block):
                     self._dispatch(e)
                 backoff = 0.2
-            except (RedisError, OSError) as e:  # NOGROUP (Redis came back empty) included
-                metrics.REDIS_ERRORS.labels(self.plane).inc()
-                log.warning(
-                    "executor not consuming: redis failed",
-                    plane=self.plane,
-                    error=f"{type(e).__name__}: {e}",
-                    backoff=backoff,
-                )
-                started = self.consuming = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("executor not consuming: loop failed", plane=self.plane, backoff=backoff)
+            except Exception as e:  # Redis down or back empty (NOGROUP), or a bug: say so, then start over
+                if isinstance(e, RedisError | OSError):
+                    metrics.REDIS_ERRORS.labels(self.plane).inc()
+                    error = f"{type(e).__name__}: {e}"
+                    log.warning("executor not consuming: redis failed", plane=self.plane, error=error, backoff=backoff)
+                else:
+                    log.exception("executor not consuming: loop failed", plane=self.plane, backoff=backoff)
                 started = self.consuming = False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

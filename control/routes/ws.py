@@ -33,6 +33,7 @@ router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_SLOW = 1013  #: the client does not read fast enough; it reconnects and replays
+CLOSE_TRY_AGAIN = 1013  #: Redis cannot be reached now; the client reconnects and replays
 OUTBOX = 10_000
 _CLOSE = "__close__"  #: outbox sentinel: close the socket after what is queued
 
@@ -126,9 +127,9 @@ class Session:
         about other owners' jobs than a missing job would."""
         try:
             return await self.handle(raw)
-        except RedisError as e:
-            log.warning("ws: redis unavailable", error=repr(e))
-            self.error("unavailable", "the job store is unavailable; retry later")
+        except RedisError as e:  # like a 503: the client reconnects and resubscribes after its last seq
+            log.warning("ws: redis unavailable; closing with 1013", error=f"{type(e).__name__}: {e}")
+            self.close_after_pending(CLOSE_TRY_AGAIN)
         except Exception:
             log.exception("ws: message handling failed")
             self.error("internal", "internal error")

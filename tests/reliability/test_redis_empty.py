@@ -1,17 +1,21 @@
 """Redis comes back empty (no persistence) or loses its streams under running planes: they recover by
 themselves, say so in the log, `/ready` reports an executor that is not consuming, submissions during the
-outage answer 503 with Retry-After, and a job submitted afterwards completes."""
+outage answer 503 with Retry-After (a WebSocket subscription is closed with 1013), and a job submitted
+afterwards completes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import redis as redis_sync
+import websockets
 
 from common.devstack import RedisServer
 from common.settings import Settings
@@ -57,6 +61,15 @@ async def test_redis_restarted_empty_planes_recover(
             refused = api.post("/api/jobs", json=graph_doc({"steps": 2}))
             assert refused.status_code == 503, refused.text
             assert refused.json()["code"] == "unavailable" and int(refused.headers["Retry-After"]) > 0
+            async with websockets.connect(control.url.replace("http://", "ws://") + "/ws?token=test-key-1") as ws:
+                assert json.loads(await ws.recv())["type"] == "ready"
+                await ws.send(json.dumps({"action": "subscribe", "jobId": before}))
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    async with asyncio.timeout(60):
+                        while True:
+                            assert json.loads(await ws.recv())["type"] == "heartbeat"
+                received = closed.value.rcvd  # a close frame, not a dropped socket
+                assert received is not None and received.code == 1013, "try again later"
             for plane in (control, worker):  # not ready, and the executor says it is not consuming
                 await _until(lambda p=plane: _ready(p)[1].get("executor") is False, 60, "executor not consuming")
                 assert _ready(plane)[0] == 503
