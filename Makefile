@@ -45,9 +45,9 @@ pytest: system install ## the test suite (real Redis, S3 and processes), two tes
 
 test: lint typecheck pytest ## everything CI runs
 
-soak: system install ## longer reliability and fuzzing runs (10 kill/resume rounds, 1,000+ schemathesis cases)
-	KILL_ROUNDS=10 SCHEMATHESIS_EXAMPLES=100 $(PY) -m pytest -n 2 --dist loadfile tests/reliability tests/security \
-		tests/worker/test_training_jobs.py
+soak: system install ## longer runs: 10 kill/resume rounds, 1,000+ schemathesis cases, 200 hostile ids a route, 16 big bodies, 3 empty-Redis restarts
+	KILL_ROUNDS=10 SCHEMATHESIS_EXAMPLES=100 HOSTILE_EXAMPLES=200 BODY_PARALLEL=16 REDIS_RESTARTS=3 \
+		$(PY) -m pytest -n 2 --dist loadfile tests/reliability tests/security tests/worker/test_training_jobs.py
 
 codegen: install ## regenerate common/models from common/schemas
 	$(PY) codegen/generate.py

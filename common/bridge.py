@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +13,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from common.keys import GROUP, Keys
+from common.keys import GROUP, JOB_ID, Keys
 from common.models.graph_schema import Plane
 from common.models.manifest_schema import CapabilityManifest
 from common.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Lease: take it when free or already held with this token; also says whether cancel was requested and
 # returns the job record (KEYS[3], HGETALL), so a round starts with one round trip.
@@ -178,7 +175,7 @@ class Bridge:
         entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
         fields = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
         job_id = fields.get("job", "")
-        if not _JOB_ID.fullmatch(job_id):
+        if not JOB_ID.fullmatch(job_id):
             return BadEntry(plane, entry_id, fields, f"missing or malformed 'job' field: {job_id[:80]!r}")
         return Entry(plane=plane, id=entry_id, job_id=job_id, reason=fields.get("reason", ""))
 

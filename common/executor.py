@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from common import metrics
 from common.bridge import BadEntry, Bridge, Entry
@@ -81,11 +81,17 @@ class Executor:
         self.deferred: dict[str, tuple[float, Entry, int]] = {}
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
+        #: reading its stream now: false from any failure of the loop until it reads again (`/ready`)
+        self.consuming = False
         self.watches: set[_Watch] = set()
 
     # -- loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the stream until stop(); Redis outages are retried with backoff, never a silent stall."""
+        """Serve the stream until stop(); never a silent stall.
+
+        After any failure (Redis down, or back empty: NOGROUP) the loop logs it, reports itself not consuming
+        (`/ready` answers 503), backs off and starts over: recreates the groups, re-reads its own pending
+        entries and resumes reading."""
         backoff, last_claim, started = 0.2, 0.0, False
         while not self.stopping.is_set():
             try:
@@ -94,7 +100,10 @@ class Executor:
                     for e in await self.bridge.read_own_pending(self.plane, self.consumer):
                         self._dispatch(e)
                     started = True
+                    if self.ready.is_set():
+                        log.info("executor consuming again", plane=self.plane)
                     self.ready.set()
+                    self.consuming = True
                 self._dispatch_due()
                 free = self.capacity - len(self.inflight)
                 if free <= 0:
@@ -116,11 +125,17 @@ class Executor:
                 for e in await self.bridge.read(self.plane, self.consumer, count=free, block_ms=block):
                     self._dispatch(e)
                 backoff = 0.2
-            except (ConnectionError, TimeoutError, OSError) as e:
-                metrics.REDIS_ERRORS.labels(self.plane).inc()
-                log.warning("redis unavailable; retrying", plane=self.plane, error=repr(e), backoff=backoff)
+            except Exception as e:  # Redis down or back empty (NOGROUP), or a bug: say so, then start over
+                if isinstance(e, RedisError | OSError):
+                    metrics.REDIS_ERRORS.labels(self.plane).inc()
+                    error = f"{type(e).__name__}: {e}"
+                    log.warning("executor not consuming: redis failed", plane=self.plane, error=error, backoff=backoff)
+                else:
+                    log.exception("executor not consuming: loop failed", plane=self.plane, backoff=backoff)
+                started = self.consuming = False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self.consuming = False
         if self.inflight:  # graceful: let running rounds stop at their next boundary
             await asyncio.wait(list(self.inflight.values()))
 
@@ -224,7 +239,7 @@ class Executor:
                 if time.monotonic() - touched > self.settings.claim_idle_seconds / 3:
                     await self.bridge.touch(self.plane, self.consumer, e.id)
                     touched = time.monotonic()
-            except (ConnectionError, TimeoutError) as err:
+            except RedisError as err:  # any: a NOGROUP from the touch after Redis came back empty included
                 log.warning("lease renewal failed", job_id=e.job_id, error=repr(err))
                 continue
             if canceled:

@@ -23,9 +23,11 @@ from pydantic import ValidationError
 from common import metrics
 from common.childproc import ChildSpec, in_daemon_thread, scratch_dir
 from common.context import TaskContext
+from common.errors import BiplaneError
 from common.jobs import JobStore, overall_progress
 from common.models.graph_schema import Node, Plane
 from common.models.job_schema import JobRecord
+from common.references import check_node
 from common.registry import Registry
 from common.settings import Settings
 from common.storage import Storage
@@ -105,6 +107,10 @@ class RoundRuntime:
             params = task.params.model_validate(node.params or {})
         except ValidationError as e:
             raise NodeError(node_id, f"invalid params: {e}") from e
+        try:  # what the task may read belongs to the job's owner, whatever got the record past submission
+            await check_node(self.store, self.job.owner, self.job.job_id, self.job.graph.context, node)
+        except BiplaneError as e:
+            raise NodeError(node_id, e.message) from e
         started = time.monotonic()
         ids = {"job_id": self.job.job_id, "node": node_id, "service": node.service, "attempt": attempt}
         log.info("node started", **ids)

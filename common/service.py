@@ -89,7 +89,7 @@ def create_plane_app(
 
     @app.get("/ready", tags=["ops"])
     async def ready(request: Request) -> JSONResponse:
-        """Readiness: Redis and S3 answer and the executor serves its stream."""
+        """Readiness: Redis and S3 answer and the executor reads its stream now (false while it recovers)."""
         st: PlaneState = request.app.state.plane
         try:
             redis_ok = bool(await asyncio.wait_for(st.redis.ping(), timeout=2))
@@ -97,7 +97,7 @@ def create_plane_app(
             log.warning("redis not ready", error=repr(e))
             redis_ok = False
         s3_ok = await asyncio.to_thread(st.storage.ping)
-        checks = {"redis": redis_ok, "s3": s3_ok, "executor": st.executor.ready.is_set()}
+        checks = {"redis": redis_ok, "s3": s3_ok, "executor": st.executor.consuming}
         ok = all(checks.values())
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
 

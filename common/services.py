@@ -62,7 +62,7 @@ class ArtifactRef(Params):
     """Points at an artifact of an earlier job (or of this job when job is omitted)."""
 
     job: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    key: str | None = Field(None, max_length=512)
+    key: str | None = Field(None, max_length=512, pattern=r"^jobs/[A-Za-z0-9_-]{1,64}/\S+$")
 
 
 class RenderVideoParams(Params):

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     max_graph_nodes: int = 64
     max_graph_edges: int = 256
 
+    # Security and reliability limits (docs/operations.md#security)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)  # any request body but uploads (a graph is <= max_graph_bytes)
+    max_json_depth: int = Field(32, ge=4, le=200)  # nesting of JSON bodies and JSON form fields
+    http_header_timeout_seconds: float = Field(10.0, gt=0)  # a request's headers must arrive within this
+    http_max_header_bytes: int = Field(64 * 1024, ge=4096)  # request line + headers; larger answer 400
+    http_body_timeout_seconds: float = Field(30.0, gt=0)  # longest wait for the next chunk of a request body
+    http_keep_alive_seconds: int = Field(5, ge=1)  # idle keep-alive connections are closed after this
+    http_max_connections: int = Field(4096, ge=1)  # connections + tasks at once; more are answered 503
+    webhook_allow: str = ""  # comma-separated hosts or networks (CIDR) webhooks may target although not public
+
     # Processes
     host: str = "127.0.0.1"
     control_port: int = 8000
@@ -94,6 +104,9 @@ class Settings(BaseSettings):
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def webhook_allow_list(self) -> list[str]:
+        return [h.strip() for h in self.webhook_allow.split(",") if h.strip()]
 
     def task_module_list(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]

@@ -105,8 +105,9 @@ class Storage:
                 raise NotFound(f"no object {args[1] if len(args) > 1 else ''}") from e
             raise StorageError(f"S3 {e.code}: {e.message}") from e
         except Exception as e:
-            if _transient(e):
-                raise StorageError(f"S3 unreachable after {self.retry_seconds:.0f}s: {e!r}") from e
+            if _transient(e):  # the detail names the endpoint: logged, never put in job errors or answers
+                log.warning("s3 unreachable", error=repr(e))
+                raise StorageError(f"S3 unreachable after {self.retry_seconds:.0f}s") from e
             raise
         raise AssertionError("unreachable")
 
@@ -153,7 +154,8 @@ class Storage:
         except S3Error as e:
             raise StorageError(f"S3 {e.code}: {e.message}") from e
         except urllib3.exceptions.HTTPError as e:
-            raise StorageError(f"S3 unreachable: {e!r}") from e
+            log.warning("s3 unreachable", error=repr(e))
+            raise StorageError("S3 unreachable") from e
 
     def _put_once(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from common.httpserver import server_options
 from common.logs import configure
 from common.settings import Settings
 from control.app import create_app
@@ -19,6 +20,7 @@ def main() -> None:
         port=settings.control_port,
         log_config=None,
         ws=PreparedWebSocketProtocol,  # the hub's fan-out writes prepared frames (control/wsserver.py)
+        **server_options(settings),
     )
 
 

@@ -10,12 +10,13 @@ from fastapi import Depends, Header, Request
 from common.bridge import Bridge
 from common.events import EventLog
 from common.jobs import JobStore
-from common.keys import Keys
+from common.keys import JOB_ID, Keys
 from common.models.job_schema import JobRecord
 from common.service import PlaneState
 from common.settings import Settings
 from common.storage import Storage
 from control.auth import authenticate, bearer
+from control.egress import EgressPolicy
 from control.errors import ApiError
 from control.hub import Hub
 from control.planner import Planner
@@ -34,10 +35,11 @@ class Control:
     hub: Hub
     planner: Planner
     plane: PlaneState
+    egress: EgressPolicy
 
     async def owned_job(self, job_id: str, owner: str) -> JobRecord:
         """The job if it exists and belongs to owner; 404 otherwise (never tell others it exists)."""
-        job = await self.store.load(job_id) if len(job_id) <= 64 else None
+        job = await self.store.load(job_id) if JOB_ID.fullmatch(job_id) else None  # malformed: no such job
         if job is None or job.owner != owner:
             raise ApiError(404, "not_found", f"no job {job_id[:64]}")
         return job

@@ -94,9 +94,12 @@ class Hub:
                 async for message in pubsub.listen():
                     if message["type"] == "message":
                         self._dispatch(message["data"])
-            except (ConnectionError, TimeoutError, OSError) as e:
+            except Exception as e:  # Redis lost, or anything else: never a silent end of every live feed
                 self.connected.clear()
-                log.warning("hub lost redis; resubscribing", error=repr(e), backoff=backoff)
+                if isinstance(e, ConnectionError | TimeoutError | OSError):
+                    log.warning("hub lost redis; resubscribing", error=repr(e), backoff=backoff)
+                else:
+                    log.exception("hub failed; resubscribing", backoff=backoff)
                 for subs in self._followers.values():
                     for f in subs:
                         f.offer(RESYNC)

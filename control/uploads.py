@@ -1,4 +1,4 @@
-"""Multipart uploads: size limits while the body arrives, content sniffing, streaming to S3, cleanup.
+"""Multipart uploads: per-file limits, content sniffing, streaming to S3, cleanup.
 
 Starlette spools each file part to a temp file past 1 MiB, so no upload sits whole in memory; parts go
 to S3 from there in 5 MiB multipart chunks.
@@ -14,17 +14,12 @@ from typing import Literal
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.settings import Settings
 from common.storage import Storage
 from control.errors import ApiError
 
 Kind = Literal["image", "audio"]
-
-#: Room for form fields and multipart framing on top of the file bytes.
-FORM_OVERHEAD = 1024 * 1024
-UPLOAD_PATHS = ("/api/train", "/api/voice")
 
 
 def sniff(head: bytes, kind: Kind) -> tuple[str, str] | None:
@@ -162,51 +157,10 @@ async def read_form(request: Request, settings: Settings) -> FormData:
     except ApiError:
         raise
     except Exception as e:  # python-multipart / starlette parse errors
-        status = getattr(e, "status_code", 400)
+        status = getattr(e, "status_code", 400)  # 413 / 408 from the body guard (control/bodies.py)
+        code = {413: "too_large", 408: "timeout"}.get(status, "bad_request")
         raise ApiError(
-            413 if status == 413 else 400,
-            "too_large" if status == 413 else "bad_request",
+            status if code != "bad_request" else 400,
+            code,
             f"could not read the multipart form: {getattr(e, 'detail', e)}",
         ) from e
-
-
-class BodyLimit:
-    """Rejects upload bodies over the total limit as they arrive (Content-Length or counted chunks)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] not in UPLOAD_PATHS:
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _reject(send, self.limit)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise ApiError(413, "too_large", f"request body exceeds {self.limit} bytes")
-            return message
-
-        await self.app(scope, counted, send)
-
-
-async def _reject(send: Send, limit: int) -> None:
-    import json
-
-    body = json.dumps({"code": "too_large", "message": f"request body exceeds {limit} bytes"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from common.jobs import JobStore
 from common.keys import Keys
 from common.settings import Settings
+from control.egress import EgressPolicy, TargetRefused
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,7 @@ class Webhooks:
     def __init__(self, settings: Settings, store: JobStore, keys: Keys) -> None:
         self.settings, self.store, self.keys = settings, store, keys
         self.signer = Webhook(signing_secret(settings))
+        self.policy = EgressPolicy.from_settings(settings)
         self.tasks: set[asyncio.Task[None]] = set()
 
     def on_event(self, event: dict[str, Any]) -> None:
@@ -81,20 +83,25 @@ class Webhooks:
                     with attempt:
                         await self._post(client, job.webhook, msg_id, body)
             log.info("webhook delivered", job_id=job_id, status=status)
+        except TargetRefused as e:
+            log.warning("webhook refused", job_id=job_id, status=status, error=str(e))
         except (DeliveryFailed, httpx.TransportError) as e:
             log.warning("webhook gave up", job_id=job_id, status=status, error=repr(e))
 
     async def _post(self, client: httpx.AsyncClient, url: str, msg_id: str, body: str) -> None:
+        # Resolved and checked on every attempt; the request goes to the address that passed the check.
+        target = await self.policy.resolve(url)
         now = datetime.fromtimestamp(int(time.time()), UTC)
         headers = {
+            **target.headers,
             "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self.signer.sign(msg_id, now, body),
         }
-        resp = await client.post(url, content=body, headers=headers)
+        resp = await client.post(target.url, content=body, headers=headers, extensions=target.extensions)
         if resp.status_code >= 300:
-            raise DeliveryFailed(f"{url} answered {resp.status_code}")
+            raise DeliveryFailed(f"{target.host} answered {resp.status_code}")
 
     async def close(self) -> None:
         for task in list(self.tasks):

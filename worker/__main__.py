@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from common.httpserver import server_options
 from common.logs import configure
 from common.settings import Settings
 from worker.app import create_app
@@ -12,7 +13,9 @@ from worker.app import create_app
 def main() -> None:
     settings = Settings()
     configure(json=settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.worker_port, log_config=None)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.worker_port, log_config=None, **server_options(settings)
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from common.errors import NotFound
 from common.executor import request_cancel
 from common.jobs import TERMINAL
+from common.keys import MAX_SEQ
 from common.models.artifact_schema import ArtifactMeta
 from common.models.job_schema import JobRecord
 from control.deps import Control, ControlDep, OwnerDep
@@ -21,6 +22,8 @@ from control.errors import ApiError
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
+#: S3's limit on object keys.
+MAX_KEY_BYTES = 1024
 #: Objects under a job's folder that are not results.
 _NOT_ARTIFACTS = ("/inputs/", "/checkpoints/")
 
@@ -91,13 +94,13 @@ async def job_events(
     job_id: str,
     c: ControlDep,
     owner: OwnerDep,
-    since: Annotated[int | None, Query(ge=0)] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """The job's events as SSE: a `snapshot` first, then every event (`id` = seq) until the job ends."""
     job = await c.owned_job(job_id, owner)
     start = since
-    if start is None and last_event_id is not None and last_event_id.isdigit():
+    if start is None and last_event_id is not None and last_event_id.isdigit() and int(last_event_id) <= MAX_SEQ:
         start = int(last_event_id)
     return StreamingResponse(
         _sse(c, job, start),
@@ -158,7 +161,12 @@ async def download_artifact(job_id: str, name: str, c: ControlDep, owner: OwnerD
     """Download one artifact through control (for clients that cannot reach S3)."""
     await c.owned_job(job_id, owner)
     key = f"jobs/{job_id}/{name}"
-    if ".." in name.split("/") or any(part in f"/{name}" for part in _NOT_ARTIFACTS):
+    if (
+        ".." in name.split("/")
+        or any(part in f"/{name}" for part in _NOT_ARTIFACTS)
+        or len(key.encode()) > MAX_KEY_BYTES
+        or any(ord(ch) < 32 for ch in name)
+    ):  # no object can have this name: S3 would refuse it (an error, not an answer)
         raise ApiError(404, "not_found", "no such artifact")
     try:
         meta = await asyncio.to_thread(c.storage.stat, key)

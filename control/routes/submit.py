@@ -14,18 +14,21 @@ from starlette.datastructures import FormData
 
 from common.executor import submit
 from common.jobs import new_job_id
+from common.keys import JOB_ID_PATTERN
 from common.models.graph_schema import GraphDocument
+from common.references import check_graph
 from common.services import RenderVideoParams, TrainLoraParams, TrainVoiceParams
 from control import metrics
 from control.auth import rate_limit
+from control.bodies import BoundedJsonRoute, parse_json
 from control.deps import Control, ControlDep, OwnerDep
+from control.egress import TargetRefused
 from control.errors import ApiError, pointer_of
 from control.uploads import Checked, check_files, delete_keys, read_form, store_files
 
-router = APIRouter(prefix="/api", tags=["jobs"])
+router = APIRouter(prefix="/api", tags=["jobs"], route_class=BoundedJsonRoute)
 
 IDEMPOTENCY_TTL = 24 * 3600  #: how long a key remembers its job (seconds)
-_JOB_REF = re.compile(r"jobs/([A-Za-z0-9_-]{1,64})/")
 
 
 class Accepted(BaseModel):
@@ -53,12 +56,9 @@ def _text(form: FormData, name: str, *, required: bool, limit: int) -> str | Non
     return value
 
 
-def _options(form: FormData, name: str, model: type[BaseModel]) -> dict[str, Any]:
+def _options(form: FormData, name: str, model: type[BaseModel], max_depth: int) -> dict[str, Any]:
     raw = _text(form, name, required=False, limit=64 * 1024) or "{}"
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ApiError(422, "invalid_request", f"{name} is not JSON: {e.msg}", pointer=f"/{name}") from e
+    data = parse_json(raw, name=name, max_depth=max_depth)
     try:
         return model.model_validate(data).model_dump(by_alias=True, exclude_unset=True)
     except ValidationError as e:
@@ -68,13 +68,13 @@ def _options(form: FormData, name: str, model: type[BaseModel]) -> dict[str, Any
         ) from e
 
 
-def _transcripts(form: FormData, count: int) -> list[str]:
+def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
     values = [v for v in form.getlist("transcripts") if isinstance(v, str)]
     if len(values) == 1 and values[0].lstrip().startswith("["):
-        try:
-            values = [str(v) for v in json.loads(values[0])]
-        except json.JSONDecodeError as e:
-            raise ApiError(422, "invalid_request", "transcripts is not a JSON array", pointer="/transcripts") from e
+        parsed = parse_json(values[0], name="transcripts", max_depth=max_depth)
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            raise ApiError(422, "invalid_request", "transcripts must be an array of strings", pointer="/transcripts")
+        values = parsed
     values = [v.strip() for v in values]
     if len(values) != count:
         raise ApiError(
@@ -88,9 +88,15 @@ def _transcripts(form: FormData, count: int) -> list[str]:
     return values
 
 
-def _webhook(url: str | None) -> str | None:
+async def _webhook(c: Control, url: str | None) -> str | None:
+    """The webhook URL when control may call it (checked again at each delivery: control/egress.py)."""
     if url and (not re.match(r"^https?://[^\s/]+", url) or len(url) > 2000):
         raise ApiError(422, "invalid_request", "webhook must be an http(s) URL", pointer="/webhook")
+    if url:
+        try:
+            await c.egress.resolve(url)
+        except TargetRefused as e:
+            raise ApiError(422, "webhook_refused", str(e), pointer="/webhook") from e
     return url or None
 
 
@@ -125,7 +131,8 @@ async def _accept(
     uploads: list[tuple[str, Checked]],
     webhook: str | None,
 ) -> JSONResponse:
-    """Idempotency, rate limit, uploads, record, enqueue: all or nothing."""
+    """References, idempotency, rate limit, uploads, record, enqueue: all or nothing."""
+    await check_graph(c.store, owner, graph, job_id)
     redis = c.store.redis
     idem = c.keys.idempotency(owner, idem_key) if idem_key else None
     if idem is not None:
@@ -174,8 +181,8 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     workflow = _text(form, "workflow", required=False, limit=32) or "lora"
     if workflow not in ("lora", "studio"):
         raise ApiError(422, "invalid_request", "workflow must be 'lora' or 'studio'", pointer="/workflow")
-    lora = _options(form, "options", TrainLoraParams)
-    webhook = _webhook(_text(form, "webhook", required=False, limit=2000))
+    lora = _options(form, "options", TrainLoraParams, s.max_json_depth)
+    webhook = await _webhook(c, _text(form, "webhook", required=False, limit=2000))
     budget = [s.max_upload_total_bytes]
     images = await check_files(form, "images", "image", s, minimum=1, maximum=s.max_images, budget=budget)
     job_id = new_job_id()
@@ -191,10 +198,10 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
         clip_uploads = [(f"jobs/{job_id}/inputs/clips/{i:03d}.{f.ext}", f) for i, f in enumerate(clips)]
         uploads += clip_uploads
         context["clips"] = [k for k, _ in clip_uploads]
-        context["transcripts"] = _transcripts(form, len(clips))
+        context["transcripts"] = _transcripts(form, len(clips), s.max_json_depth)
         context["narration"] = _text(form, "narration", required=True, limit=2000)
-        params["train_voice"] = _options(form, "voiceOptions", TrainVoiceParams)
-        params["render_video"] = _options(form, "videoOptions", RenderVideoParams)
+        params["train_voice"] = _options(form, "voiceOptions", TrainVoiceParams, s.max_json_depth)
+        params["render_video"] = _options(form, "videoOptions", RenderVideoParams, s.max_json_depth)
     graph = c.planner.build(workflow, params, context)
     fp = fingerprint(
         "train",
@@ -217,12 +224,12 @@ async def voice(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     `options` (JSON, train_voice params), `webhook`."""
     s = c.settings
     form = await read_form(request, s)
-    options = _options(form, "options", TrainVoiceParams)
-    webhook = _webhook(_text(form, "webhook", required=False, limit=2000))
+    options = _options(form, "options", TrainVoiceParams, s.max_json_depth)
+    webhook = await _webhook(c, _text(form, "webhook", required=False, limit=2000))
     clips = await check_files(
         form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=[s.max_upload_total_bytes]
     )
-    transcripts = _transcripts(form, len(clips))
+    transcripts = _transcripts(form, len(clips), s.max_json_depth)
     job_id = new_job_id()
     uploads = [(f"jobs/{job_id}/inputs/clips/{i:03d}.{f.ext}", f) for i, f in enumerate(clips)]
     context = {"clips": [k for k, _ in uploads], "transcripts": transcripts}
@@ -235,7 +242,7 @@ async def voice(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
 
 
 class JobRef(BaseModel):
-    job: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A completed job of yours")
+    job: str = Field(pattern=JOB_ID_PATTERN, description="A completed job of yours")
 
 
 class RenderRequest(RenderVideoParams):
@@ -269,7 +276,7 @@ async def render(
     context = {"prompt": body.prompt or "", "narration": body.narration}
     graph = c.planner.build("video", {"render_video": params}, context)
     fp = fingerprint("render", body.model_dump(mode="json"))
-    return await _accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], _webhook(body.webhook))
+    return await _accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], await _webhook(c, body.webhook))
 
 
 @router.post("/jobs", status_code=202, responses=ACCEPTED, summary="Submit a whole graph document")
@@ -282,15 +289,7 @@ async def submit_graph(
 ) -> JSONResponse:
     manifests = await c.bridge.live_manifests(3 * c.settings.heartbeat_seconds)
     graph = c.planner.validate(doc, manifests)
-    await _check_references(c, owner, graph)
     job_id = new_job_id()
     graph = graph.model_copy(update={"job_id": job_id})
     fp = fingerprint("jobs", [doc, webhook])
-    return await _accept(c, owner, idempotency_key, fp, job_id, graph, [], _webhook(webhook))
-
-
-async def _check_references(c: Control, owner: str, graph: GraphDocument) -> None:
-    """A graph may only point at objects of its owner's jobs (context and params)."""
-    blob = json.dumps([graph.context, [n.params for n in graph.nodes]])
-    for job_id in set(_JOB_REF.findall(blob)):
-        await c.owned_job(job_id, owner)
+    return await _accept(c, owner, idempotency_key, fp, job_id, graph, [], await _webhook(c, webhook))

@@ -17,7 +17,10 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
+from common.errors import BiplaneError
+from common.keys import MAX_SEQ
 from common.models.ws_schema import ClientMessage
 from control import metrics
 from control.auth import authenticate
@@ -30,6 +33,7 @@ router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_SLOW = 1013  #: the client does not read fast enough; it reconnects and replays
+CLOSE_TRY_AGAIN = 1013  #: Redis cannot be reached now; the client reconnects and replays
 OUTBOX = 10_000
 _CLOSE = "__close__"  #: outbox sentinel: close the socket after what is queued
 
@@ -118,6 +122,19 @@ class Session:
             self.send({"type": "unsubscribed", "jobId": msg.job_id})
         return True
 
+    async def handle_safely(self, raw: str) -> bool:
+        """handle(), with any failure answered by an error frame: the socket stays open and says nothing more
+        about other owners' jobs than a missing job would."""
+        try:
+            return await self.handle(raw)
+        except RedisError as e:  # like a 503: the client reconnects and resubscribes after its last seq
+            log.warning("ws: redis unavailable; closing with 1013", error=f"{type(e).__name__}: {e}")
+            self.close_after_pending(CLOSE_TRY_AGAIN)
+        except Exception:
+            log.exception("ws: message handling failed")
+            self.error("internal", "internal error")
+        return True
+
     def authenticate(self, token: str | None) -> bool:
         try:
             self.owner = authenticate(self.c.settings, token)
@@ -131,6 +148,9 @@ class Session:
         if not job_id:
             self.error("invalid_message", "subscribe needs a jobId")
             return
+        if since is not None and since > MAX_SEQ:
+            self.error("invalid_message", f"since is at most {MAX_SEQ}", job_id[:64])
+            return
         if job_id in self.subs:
             self.subs.pop(job_id).cancel()  # resubscribe: the new `since` wins
         if len(self.subs) >= self.c.settings.ws_max_subscriptions:
@@ -140,8 +160,8 @@ class Session:
         try:
             seq = await self.c.events.last_seq(job_id)
             job = await self.c.owned_job(job_id, self.owner)
-        except ApiError as e:
-            self.error(e.code, e.message, job_id)
+        except BiplaneError as e:  # a malformed id is "no such job", like another owner's
+            self.error(e.code, e.message, job_id[:64])
             return
         self.send(
             {"type": "subscribed", "jobId": job_id, "seq": seq, "job": job.model_dump(by_alias=True, mode="json")}
@@ -184,7 +204,7 @@ async def websocket(ws: WebSocket) -> None:
             raw = message.get("text")
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-            if not await session.handle(raw):
+            if not await session.handle_safely(raw):
                 session.close_after_pending(CLOSE_UNAUTHORIZED)
                 await writer
                 return

@@ -199,8 +199,9 @@ def receiver() -> Iterator[str]:
 
 
 def test_webhook_delivers_signed_completed(
-    settings: Settings, control: Plane, receiver: str, plane_factory: Callable[..., Plane]
+    settings: Settings, receiver: str, plane_factory: Callable[..., Plane]
 ) -> None:
+    control = plane_factory("control", settings.model_copy(update={"webhook_allow": "127.0.0.1"}))
     plane_factory("worker", settings)
     api = client(control.url)
     job_id = api.post("/api/jobs", params={"webhook": receiver}, json=graph_doc({"steps": 2})).json()["jobId"]
