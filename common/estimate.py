@@ -31,9 +31,12 @@ Kind = tuple[str, bool]
 #: replaces them with its own measurement after its first job.
 PRIORS: dict[Kind, tuple[StepSeconds, ...]] = {
     ("cpu", True): (
-        StepSeconds(service="train_lora", resolution=64, seconds=0.4),  # 128 px: 6.1 s
+        StepSeconds(service="train_lora", resolution=64, seconds=0.4),
+        StepSeconds(service="train_lora", resolution=128, seconds=6.1),
+        StepSeconds(service="train_lora", resolution=256, seconds=230.0),  # attention over 128x128 latents
         StepSeconds(service="train_voice", resolution=0, seconds=0.025),
-        StepSeconds(service="render_video", resolution=64, seconds=0.32),  # 128 px: 4.0 s
+        StepSeconds(service="render_video", resolution=64, seconds=0.32),
+        StepSeconds(service="render_video", resolution=128, seconds=4.0),
     ),
     ("cuda", True): (
         StepSeconds(service="train_lora", resolution=256, seconds=0.03),
@@ -53,9 +56,9 @@ PRIORS: dict[Kind, tuple[StepSeconds, ...]] = {
 }
 #: Fixed seconds of a data-plane node besides its steps: process start, model load, caching, encoding, upload.
 OVERHEAD: dict[Kind, float] = {("cpu", True): 10.0, ("cuda", True): 8.0, ("cpu", False): 120.0, ("cuda", False): 40.0}
-#: Step time grows with pixels to this power. Attention is quadratic in latent pixels and dominates the demo
-#: UNet: from 64 to 128 px a demo step took 15x longer (LoRA) and 12.5x (video), so 2; real models spend more
-#: of a step in convolutions (linear), so 1.5.
+#: Step time grows with pixels to this power from the nearest known resolution. Attention is quadratic in latent
+#: pixels and dominates the demo UNet: from 64 to 128 px a demo step took 15x longer (LoRA; 38x from 128 to
+#: 256) and 12.5x (video), so 2; real models spend more of a step in convolutions (linear), so 1.5.
 PIXEL_EXPONENT: dict[bool, float] = {True: 2.0, False: 1.5}
 #: A control-plane node (decoding uploads, writing the manifest).
 CONTROL_NODE_SECONDS = 2.0
