@@ -21,7 +21,7 @@ from common.keys import Keys
 from common.registry import Registry
 from tests.browser.stack import LORA_OPTIONS, submit_lora
 from tests.frontend.conftest import Stack, eventually
-from tests.support.api import png
+from tests.support.api import client, png
 
 
 def by_testid(user: User, testid: str) -> list[Any]:
@@ -240,3 +240,22 @@ async def test_cancel_button_stops_a_running_job(user: User, stack: Stack) -> No
     await eventually(lambda: text_of(user, "job-status") == "canceled", timeout=30, what="canceled")
     assert inside(train, "node-status").text == "canceled"
     assert not one(user, "cancel").visible
+
+
+async def test_form_starts_from_the_workers_recommendation_and_estimates_as_options_change(
+    user: User, stack: Stack
+) -> None:
+    api = client(stack.control.url)
+    await eventually(lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, what="worker heartbeat")
+    await user.open("/")
+    # The page's worker (CPU, demo models) recommends a short 64 px job, not the service's 512 px / 500 steps.
+    assert one(user, "opt-resolution").value == 64
+    assert 0 < one(user, "opt-steps").value < 500
+    recommendation = text_of(user, "recommendation")
+    assert recommendation.startswith("Recommended by the alive workers (1 worker: cpu, fp32, demo models): 64 px")
+    estimate = text_of(user, "estimate")
+    assert estimate.startswith("Estimated duration: about ") and "longer than" not in estimate
+    one(user, "opt-steps").value = 100_000
+    one(user, "opt-resolution").value = 512
+    await eventually(lambda: "longer than the 30 min this deployment expects" in text_of(user, "estimate"))
+    assert text_of(user, "estimate") != estimate
