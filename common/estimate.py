@@ -229,8 +229,8 @@ class Estimate:
 
 
 def duration(seconds: float) -> str:
-    """About how long, for people: `about 40 s`, `about 3 min`, `about 1.5 h`."""
-    if seconds < 90:
+    """About how long, for people: `about 40 s`, `about 1 min`, `about 1.5 h`."""
+    if seconds < 55:
         return f"about {max(1, round(seconds / 10) * 10 if seconds >= 20 else round(seconds))} s"
     if seconds < 90 * 60:
         return f"about {round(seconds / 60)} min"

@@ -141,7 +141,8 @@ def test_worker_from_the_capabilities_json_matches_the_manifest() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(7, "about 7 s"), (44, "about 40 s"), (95, "about 2 min"), (3000, "about 50 min")]
+    ("seconds", "text"),
+    [(7, "about 7 s"), (44, "about 40 s"), (60, "about 1 min"), (95, "about 2 min"), (3000, "about 50 min")],
 )
 def test_duration_reads_like_a_person_would_say_it(seconds: float, text: str) -> None:
     assert duration(seconds) == text
