@@ -60,6 +60,8 @@ OVERHEAD: dict[Kind, float] = {("cpu", True): 10.0, ("cuda", True): 8.0, ("cpu",
 #: pixels and dominates the demo UNet: from 64 to 128 px a demo step took 15x longer (LoRA; 38x from 128 to
 #: 256) and 12.5x (video), so 2; real models spend more of a step in convolutions (linear), so 1.5.
 PIXEL_EXPONENT: dict[bool, float] = {True: 2.0, False: 1.5}
+#: Samples a recommended LoRA job renders: three previews and the final one.
+SAMPLES = 4
 #: A control-plane node (decoding uploads, writing the manifest).
 CONTROL_NODE_SECONDS = 2.0
 #: A denoising step of a preview (forward passes with guidance, no backward), per training step: measured 0.6
@@ -179,13 +181,12 @@ class Worker:
         if plan.budget is None:
             return {"steps": d.steps, "resolution": d.resolution, "sampleEvery": d.sample_every}
         step = self.seconds_per_step("train_lora", plan.lora_resolution) or 1.0
-        # Four samples (three previews and the final one) of sample_steps forward passes each.
-        spare = plan.budget - OVERHEAD[self.kind] - step * SAMPLE_STEP_SHARE * 4 * plan.sample_steps
+        spare = plan.budget - OVERHEAD[self.kind] - step * SAMPLE_STEP_SHARE * SAMPLES * plan.sample_steps
         steps = _nice(spare / step, low=20, high=d.steps * 4)
         return {
             "steps": steps,
             "resolution": plan.lora_resolution,
-            "sampleEvery": max(1, math.ceil(steps / 4)),
+            "sampleEvery": _sample_every(steps),
             "sampleSteps": plan.sample_steps,
         }
 
@@ -195,6 +196,18 @@ class Worker:
             return {"steps": d.steps}
         step = self.seconds_per_step("train_voice") or 1.0
         return {"steps": _nice((plan.budget - OVERHEAD[self.kind]) / step, low=20, high=d.steps * 4)}
+
+
+def _sample_every(steps: int) -> int:
+    return max(1, math.ceil(steps / SAMPLES))
+
+
+def merge_options(service: str, recommended: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's options over a recommendation; a recommended preview cadence follows the steps the user chose."""
+    out = {**recommended, **given}
+    if service == "train_lora" and "sampleEvery" in recommended and "steps" in given and "sampleEvery" not in given:
+        out["sampleEvery"] = _sample_every(int(given["steps"]))
+    return out
 
 
 def _nice(value: float, *, low: int, high: int) -> int:
@@ -235,6 +248,18 @@ def duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"about {round(seconds / 60)} min"
     return f"about {seconds / 3600:.1f} h"
+
+
+def options_text(options: Mapping[str, Any]) -> str:
+    """`64 px, 100 steps, a preview every 25 steps, 10 denoising steps per preview`."""
+    words = {
+        "resolution": "{} px",
+        "steps": "{} steps",
+        "sampleEvery": "a preview every {} steps",
+        "sampleSteps": "{} denoising steps per preview",
+    }
+    order = sorted(options, key=lambda k: list(words).index(k) if k in words else len(words))
+    return ", ".join(words.get(k, k + " {}").format(options[k]) for k in order)
 
 
 Node = tuple[str, str, Mapping[str, Any]]  #: (service, plane, params)

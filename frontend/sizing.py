@@ -32,18 +32,6 @@ def recommended(caps: Mapping[str, Any], service: str) -> dict[str, Any]:
     return dict((caps.get("recommended") or {}).get(service) or {})
 
 
-def options_text(options: Mapping[str, Any]) -> str:
-    """`64 px, 100 steps, a preview every 25 steps, 10 denoising steps per preview`."""
-    words = {
-        "resolution": "{} px",
-        "steps": "{} steps",
-        "sampleEvery": "a preview every {} steps",
-        "sampleSteps": "{} denoising steps per preview",
-    }
-    order = sorted(options, key=lambda k: list(words).index(k) if k in words else len(words))
-    return ", ".join(words.get(k, k + " {}").format(options[k]) for k in order)
-
-
 def describe_workers(caps: Mapping[str, Any]) -> str:
     """`1 worker: cpu, fp32, demo models` / `2 workers: cuda (NVIDIA H100), bf16; cpu, fp32, demo models`."""
     entries = [w for w in caps.get("workers") or () if w.get("plane") == "data"]

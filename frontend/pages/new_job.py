@@ -19,6 +19,7 @@ from nicegui import events, ui
 from pydantic import ValidationError
 
 from common.client import ApiError
+from common.estimate import options_text
 from common.services import TrainLoraParams
 from frontend import sizing
 from frontend.format import human_bytes
@@ -259,7 +260,7 @@ class NewJobForm:
         if not self.recommended:
             self.recommendation.set_text("No worker recommends options yet: these are the service's defaults.")
             return
-        shown = sizing.options_text(self.recommended)
+        shown = options_text(self.recommended)
         self.recommendation.set_text(f"Recommended by the alive workers ({sizing.describe_workers(caps)}): {shown}.")
 
     def _follow_workers(self) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from common.estimate import PLANS, Worker, assess, duration, estimate, recommended
+from common.estimate import PLANS, Worker, assess, duration, estimate, merge_options, recommended
 from common.models.graph_schema import GraphDocument
 from common.models.manifest_schema import CapabilityManifest, StepSeconds
 from common.services import RenderVideoParams, TrainLoraParams, TrainVoiceParams
@@ -100,6 +100,15 @@ def test_cpu_demo_recommends_a_minute_at_64_px_and_a_gpu_the_usual_settings() ->
 def test_a_slower_measurement_lowers_the_recommended_steps() -> None:
     slow = Worker("w", ("cpu", True), ALL, (StepSeconds(service="train_lora", resolution=64, seconds=1.0),))
     assert slow.recommend()["train_lora"]["steps"] < CPU_DEMO.recommend()["train_lora"]["steps"]
+
+
+def test_the_users_options_go_over_the_recommendation_and_previews_follow_their_steps() -> None:
+    rec = CPU_DEMO.recommend()["train_lora"]
+    assert merge_options("train_lora", rec, {"seed": 7}) == {**rec, "seed": 7}
+    longer = merge_options("train_lora", rec, {"steps": 2000})
+    assert longer["steps"] == 2000 and longer["sampleEvery"] == 500 and longer["resolution"] == rec["resolution"]
+    assert merge_options("train_lora", rec, {"steps": 2000, "sampleEvery": 7})["sampleEvery"] == 7
+    assert merge_options("train_voice", {"steps": 800}, {}) == {"steps": 800}
 
 
 def test_the_merged_recommendation_is_the_slowest_workers_per_service() -> None:
