@@ -55,7 +55,7 @@ PRIORS: dict[Kind, tuple[StepSeconds, ...]] = {
     ),
 }
 #: Fixed seconds of a data-plane node besides its steps: process start, model load, caching, encoding, upload.
-OVERHEAD: dict[Kind, float] = {("cpu", True): 10.0, ("cuda", True): 8.0, ("cpu", False): 120.0, ("cuda", False): 40.0}
+OVERHEAD: dict[Kind, float] = {("cpu", True): 15.0, ("cuda", True): 8.0, ("cpu", False): 120.0, ("cuda", False): 40.0}
 #: Step time grows with pixels to this power from the nearest known resolution. Attention is quadratic in latent
 #: pixels and dominates the demo UNet: from 64 to 128 px a demo step took 15x longer (LoRA; 38x from 128 to
 #: 256) and 12.5x (video), so 2; real models spend more of a step in convolutions (linear), so 1.5.
