@@ -325,7 +325,7 @@ def artifacts(
 
 @app.command()
 def capabilities() -> None:
-    """Services by plane and the live workers."""
+    """Services by plane, the live workers and the options they recommend."""
 
     async def call() -> dict[str, Any]:
         async with AsyncClient(ctx.url, ctx.api_key) as c:
@@ -336,6 +336,9 @@ def capabilities() -> None:
     for s in caps["services"]:
         table.add_row(s["service"], s["plane"], str(s["workers"]), s["description"][:70])
     emit(caps, table)
+    if not ctx.json:
+        for service, options in (caps.get("recommended") or {}).items():
+            out.print(f"recommended for {service} on the alive workers: {escape(options_text(options))}")
     if caps.get("warning"):
         err.print(f"[yellow]{caps['warning']}[/yellow]")
 

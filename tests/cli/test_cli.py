@@ -143,5 +143,7 @@ def test_train_starts_from_the_recommendation_and_prints_the_estimate_and_warnin
     long = cli(control.url, "train", "--images", str(images), "--prompt", "a box", "--options", '{"steps": 20000}')
     assert long.returncode == 0, long.stderr
     assert "warning:" in long.stderr and "[long_job]" in long.stderr and "queued" in long.stdout
+    shown = cli(control.url, "capabilities")
+    assert shown.returncode == 0 and "recommended for train_lora on the alive workers: 64 px" in shown.stdout
     for job_id in [answer["jobId"], *[j["jobId"] for j in api.get("/api/jobs").json()["items"]]]:
         api.post(f"/api/jobs/{job_id}/cancel")
