@@ -148,7 +148,8 @@ class Worker:
             if step is None:
                 return None
             samples = 1 + ((p.steps - 1) // p.sample_every if p.sample_every else 0)
-            extra = SAMPLE_STEP_SHARE * samples * p.sample_steps + PROBE_PASS_SHARE * 8 * images
+            probes = 8 * images if p.baseline else 0
+            extra = SAMPLE_STEP_SHARE * samples * p.sample_steps + PROBE_PASS_SHARE * probes
             return overhead + step * (p.steps + extra)
         if isinstance(p, TrainVoiceParams):
             step = self.seconds_per_step(service)

@@ -63,6 +63,8 @@ def test_node_seconds_grow_with_steps_previews_and_images() -> None:
     previews = CPU_DEMO.node_seconds("train_lora", {"steps": 100, "resolution": 64, "sampleEvery": 10})
     images = CPU_DEMO.node_seconds("train_lora", {"steps": 100, "resolution": 64, "sampleEvery": 0}, images=20)
     assert all(x is not None and x > base for x in (more_steps, previews, images))
+    no_baseline = {"steps": 100, "resolution": 64, "sampleEvery": 0, "baseline": False}
+    assert CPU_DEMO.node_seconds("train_lora", no_baseline, images=20) == base
     assert CPU_DEMO.node_seconds("no_such_service", {}) is None
     assert CPU_DEMO.node_seconds("train_lora", {"steps": -1}) is None  # invalid params: the planner says so
 
