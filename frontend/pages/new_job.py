@@ -19,7 +19,7 @@ from nicegui import events, ui
 from pydantic import ValidationError
 
 from common.client import ApiError
-from common.estimate import options_text
+from common.estimate import merge_options, options_text
 from common.services import TrainLoraParams
 from frontend import sizing
 from frontend.format import human_bytes
@@ -127,6 +127,7 @@ class NewJobForm:
         self.images, self.clips = StagedFiles(root, "image"), StagedFiles(root, "clip")
         self.recommended = sizing.recommended(link.capabilities, "train_lora")
         self.options = option_defaults(self.recommended)
+        self.inputs: dict[str, ui.number] = {}
         self.build()
         ui.timer(FOLLOW_SECONDS, self._follow_workers)
         ui.context.client.on_delete(self._tmp.cleanup)
@@ -158,9 +159,10 @@ class NewJobForm:
                 self.recommendation = ui.label().props("data-testid=recommendation").classes("text-caption")
                 with ui.grid().classes("w-full gap-2 grid-cols-1 sm:grid-cols-2"):
                     for wire, (label, lo, hi, step) in OPTIONS.items():
-                        ui.number(label, min=lo, max=hi, step=step, on_change=self._refresh_estimate).bind_value(
-                            self.options, wire
-                        ).props(f"data-testid=opt-{wire} outlined dense")
+                        number = ui.number(label, min=lo, max=hi, step=step).bind_value(self.options, wire)
+                        number.props(f"data-testid=opt-{wire} outlined dense")
+                        self.inputs[wire] = number
+                        number.on_value_change(self._on_option)  # once bound: no change events while building
             self.estimate = ui.label().props("data-testid=estimate aria-live=polite").classes("w-full text-body2")
             self.error = (
                 ui.label()
@@ -269,9 +271,29 @@ class NewJobForm:
         latest = sizing.recommended(self.link.capabilities, "train_lora")
         if latest != self.recommended and self.options == option_defaults(self.recommended):
             self.recommended = latest
-            self.options.update(option_defaults(latest))
+            for wire, value in option_defaults(latest).items():
+                self.inputs[wire].value = value  # through the element, so the page shows it at once
             self._show_recommendation()
         self._refresh_estimate()
+
+    def _on_option(self, e: events.ValueChangeEventArguments) -> None:
+        """A recommended preview cadence follows the steps the user picks (as in `biplane train`) until the user
+        sets a cadence of their own."""
+        if e.sender is self.inputs["steps"]:
+            before, after = self._cadence(e.previous_value), self._cadence(e.value)
+            if after is not None and self.options.get("sampleEvery") == before:
+                self.inputs["sampleEvery"].value = after
+        self._refresh_estimate()
+
+    def _cadence(self, steps: Any) -> int | None:
+        """The recommended preview cadence for this many steps (None: no recommended cadence, or no steps)."""
+        try:
+            n = int(float(steps))  # an event's previous value is the element's model value, possibly text
+        except (TypeError, ValueError):
+            return None
+        if "sampleEvery" not in self.recommended or n < 1:
+            return None
+        return int(merge_options("train_lora", self.recommended, {"steps": n})["sampleEvery"])
 
     def _refresh_estimate(self) -> None:
         if not hasattr(self, "estimate"):

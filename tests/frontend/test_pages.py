@@ -255,6 +255,12 @@ async def test_form_starts_from_the_workers_recommendation_and_estimates_as_opti
     assert recommendation.startswith("Recommended by the alive workers (1 worker: cpu, fp32, demo models): 64 px")
     estimate = text_of(user, "estimate")
     assert estimate.startswith("Estimated duration: about ") and "longer than" not in estimate
+    one(user, "opt-steps").value = 1000  # the recommended cadence (four samples) follows the steps...
+    await eventually(lambda: one(user, "opt-sampleEvery").value == 250, what="preview cadence follows steps")
+    one(user, "opt-sampleEvery").value = 7  # ...until the user picks their own
+    one(user, "opt-steps").value = 2000
+    await eventually(lambda: "about" in text_of(user, "estimate") and one(user, "opt-steps").value == 2000)
+    assert one(user, "opt-sampleEvery").value == 7
     one(user, "opt-steps").value = 100_000
     one(user, "opt-resolution").value = 512
     await eventually(lambda: "longer than the 30 min this deployment expects" in text_of(user, "estimate"))
