@@ -237,8 +237,9 @@ class Estimate:
     measured: bool  #: every data-plane node's step time was measured (not a prior)
 
     def text(self) -> str:
+        """`about 3 min`, or `about 40 s to 25 min` when the alive workers differ much."""
         if round(self.fastest) < round(self.seconds) * 0.8:
-            return f"{duration(self.fastest)} to {duration(self.seconds)}"
+            return f"{duration(self.fastest)} to {duration(self.seconds).removeprefix('about ')}"
         return duration(self.seconds)
 
 
@@ -275,11 +276,12 @@ def estimate(nodes: Iterable[Node], workers: Sequence[Worker], images: int = 0) 
         if plane == "control":
             slow, fast = slow + CONTROL_NODE_SECONDS, fast + CONTROL_NODE_SECONDS
             continue
-        figures = [s for w in workers if service in w.services if (s := w.node_seconds(service, params, images))]
+        offering = [w for w in workers if service in w.services]
+        figures = [s for w in offering if (s := w.node_seconds(service, params, images))]
         if not figures:
             return None
         slow, fast = slow + max(figures), fast + min(figures)
-        measured = measured and all(any(m.service == service for m in w.measured) for w in workers)
+        measured = measured and all(any(m.service == service for m in w.measured) for w in offering)
     return Estimate(slow, fast, measured)
 
 

@@ -128,6 +128,7 @@ def test_estimate_sums_nodes_on_the_slowest_and_fastest_workers() -> None:
     both = estimate(nodes, [CPU_DEMO, GPU_REAL])
     assert one is not None and both is not None
     assert both.seconds == one.seconds and both.fastest < one.seconds
+    assert both.text().startswith("about ") and " to " in both.text() and one.text().count("about") == 1
     assert not one.measured
     assert estimate(nodes, [Worker("voice-only", ("cpu", True), frozenset({"train_voice"}))]) is None
 
