@@ -17,8 +17,11 @@ from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 
 from common.bridge import Bridge, connect
+from common.estimate import Worker
 from common.keys import Keys
+from common.models.manifest_schema import StepSeconds
 from common.registry import Registry
+from tests.browser import fake_lora
 from tests.browser.stack import LORA_OPTIONS, submit_lora
 from tests.frontend.conftest import Stack, eventually
 from tests.support.api import client, png
@@ -265,3 +268,32 @@ async def test_form_starts_from_the_workers_recommendation_and_estimates_as_opti
     one(user, "opt-resolution").value = 512
     await eventually(lambda: "longer than the 30 min this deployment expects" in text_of(user, "estimate"))
     assert text_of(user, "estimate") != estimate
+
+
+async def test_an_untouched_form_follows_a_slower_worker_that_joins(user: User, stack: Stack) -> None:
+    api = client(stack.control.url)
+    await eventually(lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, what="worker heartbeat")
+    await user.open("/")
+    first = one(user, "opt-steps").value
+    # A CPU worker with the demo models that measured 5 s per 64 px step joins: the slowest alive worker now.
+    redis = connect(stack.settings)
+    bridge = Bridge(redis, Keys(stack.settings.key_prefix), stack.settings)
+    slow = Registry().merge(fake_lora.registry).manifest("data", demo=True, instance="slow-worker", device="cpu")
+    slow.step_seconds = [StepSeconds(service="train_lora", resolution=64, seconds=5.0)]
+    slow.recommended = Worker.of(slow).recommend()
+
+    async def beat() -> None:
+        while True:
+            await bridge.heartbeat(slow.model_copy(update={"ts": time.time()}))
+            await asyncio.sleep(stack.settings.heartbeat_seconds)
+
+    task = asyncio.create_task(beat())
+    try:
+        expected = slow.recommended["train_lora"]["steps"]
+        assert expected < first
+        await eventually(lambda: one(user, "opt-steps").value == expected, timeout=30, what="form follows")
+        assert "2 workers" in text_of(user, "recommendation")
+    finally:
+        task.cancel()
+        await bridge.forget("slow-worker")
+        await redis.aclose()
