@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from common.client import ApiError, AsyncClient
+from common.estimate import duration, merge_options, options_text
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
 
@@ -108,10 +109,11 @@ def transcripts_arg(path: Path | None, clips: list[Path]) -> list[str]:
     return lines
 
 
-def submitted(job_id: str, follow_job: bool) -> None:
+def submitted(job_id: str, follow_job: bool, extra: dict[str, Any] | None = None) -> None:
     if follow_job:
         raise typer.Exit(follow_and_render(job_id))
-    emit({"jobId": job_id, "status": "queued"}, f"job [bold]{job_id}[/bold] queued  (biplane follow {job_id})")
+    data = {"jobId": job_id, "status": "queued", **(extra or {})}
+    emit(data, f"job [bold]{job_id}[/bold] queued  (biplane follow {job_id})")
 
 
 @app.command()
@@ -147,21 +149,38 @@ def train(
         clip_files = files_in(clips, AUDIO_TYPES, "audio clips")
         lines = transcripts_arg(transcripts, clip_files)
 
-    async def call() -> str:
+    given = {
+        "train_lora": options_arg(options),
+        "train_voice": options_arg(voice_options, "--voice-options"),
+        "render_video": options_arg(video_options, "--video-options"),
+    }
+
+    async def call() -> dict[str, Any]:
         async with AsyncClient(ctx.url, ctx.api_key) as c:
-            return await c.submit_train(
+            # Options not given start from what the alive workers recommend (a short job on a CPU demo worker).
+            recommended = (await c.capabilities()).get("recommended") or {}
+            sent = {svc: merge_options(svc, recommended.get(svc, {}), opts) for svc, opts in given.items()}
+            if recommended.get("train_lora"):
+                shown = options_text(sent["train_lora"])
+                err.print(f"train_lora options (the alive workers' recommendation, then yours): {shown}")
+            return await c.post_train(
                 image_files,
                 prompt,
-                options_arg(options),
+                sent["train_lora"],
                 workflow,
                 clip_files,
                 lines,
                 narration,
-                voice_options=options_arg(voice_options, "--voice-options"),
-                video_options=options_arg(video_options, "--video-options"),
+                voice_options=sent["train_voice"] if workflow == "studio" else None,
+                video_options=sent["render_video"] if workflow == "studio" else None,
             )
 
-    submitted(run(call()), follow)
+    accepted = run(call())
+    if accepted.get("estimateSeconds") is not None:
+        err.print(f"estimated duration: {duration(accepted['estimateSeconds'])} on the alive workers")
+    for warning in accepted.get("warnings") or []:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning['message'] + ' [' + warning['code'] + ']')}")
+    submitted(accepted["jobId"], follow, {k: accepted.get(k) for k in ("estimateSeconds", "warnings")})
 
 
 @app.command()
@@ -306,7 +325,7 @@ def artifacts(
 
 @app.command()
 def capabilities() -> None:
-    """Services by plane and the live workers."""
+    """Services by plane, the live workers and the options they recommend."""
 
     async def call() -> dict[str, Any]:
         async with AsyncClient(ctx.url, ctx.api_key) as c:
@@ -317,6 +336,9 @@ def capabilities() -> None:
     for s in caps["services"]:
         table.add_row(s["service"], s["plane"], str(s["workers"]), s["description"][:70])
     emit(caps, table)
+    if not ctx.json:
+        for service, options in (caps.get("recommended") or {}).items():
+            out.print(f"recommended for {service} on the alive workers: {escape(options_text(options))}")
     if caps.get("warning"):
         err.print(f"[yellow]{caps['warning']}[/yellow]")
 

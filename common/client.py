@@ -114,11 +114,41 @@ class AsyncClient:
     ) -> str:
         """POST /api/train; returns the job id. voice_options / video_options: studio's train_voice and
         render_video params."""
+        accepted = await self.post_train(
+            images,
+            prompt,
+            options,
+            workflow,
+            clips,
+            transcripts,
+            narration,
+            webhook,
+            idempotency_key,
+            voice_options,
+            video_options,
+        )
+        return str(accepted["jobId"])
+
+    async def post_train(
+        self,
+        images: list[Path],
+        prompt: str,
+        options: dict[str, Any] | None = None,
+        workflow: str = "lora",
+        clips: list[Path] | None = None,
+        transcripts: list[str] | None = None,
+        narration: str | None = None,
+        webhook: str | None = None,
+        idempotency_key: str | None = None,
+        voice_options: dict[str, Any] | None = None,
+        video_options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """POST /api/train; returns the whole 202 body: jobId, status, links, estimateSeconds, warnings."""
         data, files = _train_form(
             images, prompt, options, workflow, clips, transcripts, narration, webhook, voice_options, video_options
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return str((await self._json("POST", "/api/train", data=data, files=files, headers=headers))["jobId"])
+        return dict(await self._json("POST", "/api/train", data=data, files=files, headers=headers))
 
     async def submit_voice(
         self, clips: list[Path], transcripts: list[str], options: dict[str, Any] | None = None

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     ws_max_subscriptions: int = 100
     ws_heartbeat_seconds: float = 15.0
 
+    # Job estimates (common/estimate.py): a submission estimated longer than this answers with a `warnings` entry
+    estimate_warn_seconds: float = Field(1800.0, gt=0)
+
     # Limits
     max_upload_file_bytes: int = 20 * 1024 * 1024
     max_upload_total_bytes: int = 200 * 1024 * 1024

@@ -27,9 +27,9 @@ def create(settings: Settings) -> ControlLink:
         return {"status": "ready", "control": link.online}
 
     @ui.page("/")
-    def new_job_page() -> None:
+    async def new_job_page() -> None:
         layout.frame(link, "New job")
-        new_job.page(link)
+        await new_job.page(link)
 
     @ui.page("/jobs")
     def jobs_page() -> None:

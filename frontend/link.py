@@ -1,7 +1,8 @@
 """The UI server's link to the control plane: one AsyncClient, a health probe and the capabilities it caches.
 
 The browser never talks to control: every page goes through this object, which holds the API key.
-`online` drives the connection badge; `demo` and `workers_alive` drive the banners.
+`online` drives the connection badge; `demo` and `workers_alive` drive the banners; the new-job form starts
+from `capabilities` (the alive workers' recommendation).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import httpx
 import structlog
@@ -31,6 +33,7 @@ class ControlLink:
         self.checked = False  #: at least one probe answered or failed
         self.demo = False
         self.workers_alive: int | None = None
+        self.capabilities: dict[str, Any] = {}  #: the latest answer of GET /api/capabilities
         self._capabilities_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -66,6 +69,7 @@ class ControlLink:
         except (ApiError, httpx.HTTPError) as e:
             log.warning("capabilities unavailable", error=repr(e))
             return
+        self.capabilities = caps
         self.demo = bool(caps.get("demo"))
         self.workers_alive = int(caps.get("workersAlive") or 0)
         self._capabilities_at = time.monotonic()

@@ -11,11 +11,13 @@ import structlog
 from fastapi import FastAPI
 
 from common import childproc
+from common.estimate import Worker
+from common.models.manifest_schema import StepSeconds
 from common.registry import Registry, load_modules
 from common.service import PlaneState, create_plane_app
 from common.settings import Settings
 from worker import metrics
-from worker.ml.device import describe
+from worker.ml.device import auto_precision, describe
 from worker.ml.models import uses_demo_models
 from worker.tasks import registry as worker_tasks
 
@@ -41,8 +43,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def measured() -> list[StepSeconds]:
+    """The step times this worker's tasks measured (the latest per service and resolution)."""
+    return [
+        StepSeconds(service=service, resolution=resolution, seconds=seconds)
+        for (service, resolution), seconds in sorted(metrics.STEP_SECONDS_SEEN.items())
+    ]
+
+
 async def heartbeat(state: PlaneState) -> None:
-    """Publish this worker's capability manifest every few seconds (control reads, never waits)."""
+    """Publish this worker's capability manifest every few seconds (control reads, never waits): its services,
+    device and precision, the step times it measured and the options it recommends from them."""
     versions = _versions()
     # Any base model left unset is built as a random-weight demo model: say so, the UI shows a banner.
     demo = uses_demo_models(state.settings)
@@ -56,9 +67,12 @@ async def heartbeat(state: PlaneState) -> None:
             device=device.device,
             gpu_name=device.gpu_name,
             vram_bytes=device.vram_bytes,
+            precision=await asyncio.to_thread(auto_precision),
             versions=versions,
             ts=time.time(),
+            step_seconds=measured(),
         )
+        manifest.recommended = Worker.of(manifest).recommend()
         try:
             await state.executor.bridge.heartbeat(manifest)
         except Exception as e:  # a missed beat is logged; the next one retries

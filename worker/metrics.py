@@ -41,7 +41,8 @@ def peak_memory(service: str, peak_bytes: int) -> None:
 
 
 #: Median seconds per training step by (service, resolution; 0 = not resolution-bound), as measured on this
-#: worker: the heartbeat publishes it and recommendations are made from it.
+#: worker (render_video: seconds per denoising step and frame at the square root of width x height): the
+#: heartbeat publishes it and recommendations are made from it (common/estimate.py).
 STEP_SECONDS_SEEN: dict[tuple[str, int], float] = {}
 
 

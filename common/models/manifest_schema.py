@@ -24,6 +24,19 @@ class ServiceCapability(BaseModel):
     demo: bool | None = False
 
 
+class StepSeconds(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    service: str
+    resolution: int = Field(..., ge=0)
+    """
+    Square size in px (render_video: the square root of width x height); 0 when the service has none.
+    """
+    seconds: float = Field(..., gt=0.0)
+    """
+    Seconds per training step (render_video: per denoising step and frame).
+    """
+
+
 class CapabilityManifest(BaseModel):
     """
     What a process can run, derived from its task registry and published with its heartbeat.
@@ -39,6 +52,18 @@ class CapabilityManifest(BaseModel):
     device: str | None = None
     gpu_name: str | None = Field(None, alias="gpuName")
     vram_bytes: int | None = Field(None, alias="vramBytes")
+    precision: str | None = None
+    """
+    Precision tasks compute in on this worker: fp32 on CPU, bf16 or fp16 on GPUs; null when unknown.
+    """
     versions: dict[str, str] | None = {}
     ts: float | None = None
+    step_seconds: list[StepSeconds] | None = Field([], alias="stepSeconds", validate_default=True)
+    """
+    Median seconds per step measured on this worker, by service and resolution.
+    """
+    recommended: dict[str, dict[str, Any]] | None = {}
+    """
+    Options (wire names) this worker recommends per service, sized to its device and models.
+    """
     services: list[ServiceCapability]

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from common import estimate
 from control import metrics
 from control.deps import ControlDep, OwnerDep
 from control.planner import TEMPLATES
@@ -49,10 +50,16 @@ async def capabilities(c: ControlDep, owner: OwnerDep) -> dict[str, Any]:
             entry["workers"] += 1
             entry["demo"] = entry["demo"] or cap.demo
             entry["description"] = entry["description"] or cap.description
-    workers = [m.model_dump(by_alias=True, exclude={"services"}) for m in manifests]
+    workers = [
+        m.model_dump(by_alias=True, exclude={"services"}) | {"services": [s.service for s in m.services]}
+        for m in manifests
+    ]
     return {
         "services": sorted(services.values(), key=lambda s: (s["plane"], s["service"])),
         "workers": workers,
+        # Per service, the recommendation of the slowest alive worker offering it: fits whichever takes the job.
+        "recommended": estimate.recommended([estimate.Worker.of(m) for m in manifests if m.plane == "data"]),
+        "estimateWarnSeconds": c.settings.estimate_warn_seconds,
         "workersAlive": len(manifests),
         "demo": any(m.demo for m in manifests),
         "warning": None if manifests else "no worker is alive: data-plane jobs will wait in the queue",

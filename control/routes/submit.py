@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import FormData
 
+from common.estimate import Estimate, assess
 from common.executor import submit
 from common.jobs import new_job_id
 from common.keys import JOB_ID_PATTERN
@@ -31,10 +32,17 @@ router = APIRouter(prefix="/api", tags=["jobs"], route_class=BoundedJsonRoute)
 IDEMPOTENCY_TTL = 24 * 3600  #: how long a key remembers its job (seconds)
 
 
+class JobWarning(BaseModel):
+    code: str = Field(description="long_job, no_worker")
+    message: str
+
+
 class Accepted(BaseModel):
     job_id: str = Field(alias="jobId")
     status: str
     links: dict[str, str]
+    estimate_seconds: float | None = Field(alias="estimateSeconds", description="On the slowest alive workers")
+    warnings: list[JobWarning] = Field(description="Accepted all the same: a long job, no worker for it")
 
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Accepted, "description": "Job accepted"}}
@@ -115,10 +123,20 @@ def _links(job_id: str) -> dict[str, str]:
     }
 
 
-def _accepted(job_id: str) -> JSONResponse:
-    return JSONResponse(
-        {"jobId": job_id, "status": "queued", "links": _links(job_id)}, 202, headers={"Location": f"/api/jobs/{job_id}"}
-    )
+Review = tuple[Estimate | None, list[dict[str, str]]]
+
+
+def _accepted(job_id: str, review: Review) -> JSONResponse:
+    est, warnings = review
+    body: dict[str, Any] = {"jobId": job_id, "status": "queued", "links": _links(job_id)}
+    body |= {"estimateSeconds": round(est.seconds, 1) if est else None, "warnings": warnings}
+    return JSONResponse(body, 202, headers={"Location": f"/api/jobs/{job_id}"})
+
+
+async def _review(c: Control, graph: GraphDocument) -> Review:
+    """The job's estimate on the alive workers and its warnings (never a refusal)."""
+    manifests = await c.bridge.live_manifests(3 * c.settings.heartbeat_seconds)
+    return assess(graph, manifests, c.settings.estimate_warn_seconds)
 
 
 async def _accept(
@@ -133,18 +151,19 @@ async def _accept(
 ) -> JSONResponse:
     """References, idempotency, rate limit, uploads, record, enqueue: all or nothing."""
     await check_graph(c.store, owner, graph, job_id)
+    review = await _review(c, graph)
     redis = c.store.redis
     idem = c.keys.idempotency(owner, idem_key) if idem_key else None
     if idem is not None:
         if len(idem_key or "") > 200:
             raise ApiError(422, "invalid_request", "Idempotency-Key is longer than 200 characters")
         if (seen := await redis.get(idem)) is not None:
-            return _replay_idempotent(json.loads(seen), fp)
+            return _replay_idempotent(json.loads(seen), fp, review)
     await rate_limit(redis, c.keys, owner, c.settings.rate_limit_per_minute)
     if idem is not None and not await redis.set(
         idem, json.dumps({"fp": fp, "jobId": job_id}), nx=True, ex=IDEMPOTENCY_TTL
     ):
-        return _replay_idempotent(json.loads(await redis.get(idem)), fp)  # a concurrent twin won
+        return _replay_idempotent(json.loads(await redis.get(idem)), fp, review)  # a concurrent twin won
     try:
         await store_files(c.storage, uploads)
         try:
@@ -158,13 +177,13 @@ async def _accept(
             await redis.delete(idem)
         raise
     metrics.JOBS_SUBMITTED.labels(graph.workflow).inc()
-    return _accepted(job_id)
+    return _accepted(job_id, review)
 
 
-def _replay_idempotent(seen: dict[str, str], fp: str) -> JSONResponse:
+def _replay_idempotent(seen: dict[str, str], fp: str, review: Review) -> JSONResponse:
     if seen["fp"] != fp:
         raise ApiError(422, "idempotency_mismatch", "this Idempotency-Key was used with a different request")
-    return _accepted(seen["jobId"])
+    return _accepted(seen["jobId"], review)
 
 
 IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]

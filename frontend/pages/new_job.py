@@ -6,6 +6,7 @@ temporary folder, and from there to control with the job; control sniffs and dec
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -13,13 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 from nicegui import events, ui
 from pydantic import ValidationError
 
 from common.client import ApiError
+from common.estimate import merge_options, options_text
 from common.services import TrainLoraParams
+from frontend import sizing
 from frontend.format import human_bytes
 from frontend.link import ControlLink
+
+log = structlog.get_logger(__name__)
 
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp")
 AUDIO_TYPES = (".wav", ".flac", ".ogg", ".mp3")
@@ -54,10 +60,15 @@ OPTIONS: dict[str, tuple[str, float, float, float]] = {
 }
 
 
-def option_defaults() -> dict[str, Any]:
-    """The form's defaults are the service's own defaults."""
+#: How often the form looks at the link's capabilities (which the link refreshes every 10 s).
+FOLLOW_SECONDS = 2.0
+
+
+def option_defaults(recommended: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The form starts from the alive workers' recommendation, and from the service's defaults for the rest."""
     fields = TrainLoraParams.model_fields
-    return {wire: fields[name].default for name, f in fields.items() if (wire := f.alias or name) in OPTIONS}
+    defaults = {wire: fields[name].default for name, f in fields.items() if (wire := f.alias or name) in OPTIONS}
+    return defaults | {k: v for k, v in (recommended or {}).items() if k in OPTIONS}
 
 
 def explain(e: ApiError) -> str:
@@ -114,8 +125,11 @@ class NewJobForm:
         self._tmp = tempfile.TemporaryDirectory(prefix="biplane-ui-")
         root = Path(self._tmp.name)
         self.images, self.clips = StagedFiles(root, "image"), StagedFiles(root, "clip")
-        self.options = option_defaults()
+        self.recommended = sizing.recommended(link.capabilities, "train_lora")
+        self.options = option_defaults(self.recommended)
+        self.inputs: dict[str, ui.number] = {}
         self.build()
+        ui.timer(FOLLOW_SECONDS, self._follow_workers)
         ui.context.client.on_delete(self._tmp.cleanup)
 
     # --- layout ------------------------------------------------------------------------------------------------
@@ -123,9 +137,11 @@ class NewJobForm:
         s = self.settings
         with ui.column().classes("w-full max-w-3xl mx-auto q-pa-md gap-4"):
             ui.label("New job").classes("text-h5")
-            self.workflow = ui.toggle({"lora": "LoRA", "studio": "Studio: LoRA + voice + video"}, value="lora").props(
-                'data-testid=workflow aria-label="Workflow" no-caps'
-            )
+            self.workflow = ui.toggle(
+                {"lora": "LoRA", "studio": "Studio: LoRA + voice + video"},
+                value="lora",
+                on_change=self._refresh_estimate,
+            ).props('data-testid=workflow aria-label="Workflow" no-caps')
             self.prompt = (
                 ui.textarea("Prompt", placeholder="a photo of sks cat, studio light")
                 .props(f"data-testid=prompt outlined autogrow maxlength={s.max_prompt_chars} counter")
@@ -140,11 +156,14 @@ class NewJobForm:
             with ui.column().classes("w-full gap-2").bind_visibility_from(self.workflow, "value", value="studio"):
                 self._studio_section()
             with ui.expansion("Advanced options", icon="tune").classes("w-full").props("data-testid=advanced"):
+                self.recommendation = ui.label().props("data-testid=recommendation").classes("text-caption")
                 with ui.grid().classes("w-full gap-2 grid-cols-1 sm:grid-cols-2"):
                     for wire, (label, lo, hi, step) in OPTIONS.items():
-                        ui.number(label, min=lo, max=hi, step=step).bind_value(self.options, wire).props(
-                            f"data-testid=opt-{wire} outlined dense"
-                        )
+                        number = ui.number(label, min=lo, max=hi, step=step).bind_value(self.options, wire)
+                        number.props(f"data-testid=opt-{wire} outlined dense")
+                        self.inputs[wire] = number
+                        number.on_value_change(self._on_option)  # once bound: no change events while building
+            self.estimate = ui.label().props("data-testid=estimate aria-live=polite").classes("w-full text-body2")
             self.error = (
                 ui.label()
                 .classes("w-full text-negative bg-red-1 q-pa-sm rounded-borders")
@@ -155,6 +174,7 @@ class NewJobForm:
                 "data-testid=submit color=primary"
             )
         self._refresh_summary()
+        self._show_recommendation()
 
     def _studio_section(self) -> None:
         s = self.settings
@@ -234,6 +254,61 @@ class NewJobForm:
         self.image_summary.set_text(
             f"{n} image{'s' if n != 1 else ''} ready ({human_bytes(self.images.total)})" if n else "No images yet."
         )
+        self._refresh_estimate()
+
+    # --- fitting the job to the workers ------------------------------------------------------------------------
+    def _show_recommendation(self) -> None:
+        caps = self.link.capabilities
+        if not self.recommended:
+            self.recommendation.set_text("No worker recommends options yet: these are the service's defaults.")
+            return
+        shown = options_text(self.recommended)
+        self.recommendation.set_text(f"Recommended by the alive workers ({sizing.describe_workers(caps)}): {shown}.")
+
+    def _follow_workers(self) -> None:
+        """Workers come and go and measure as they work: until the user changes an option, the form follows the
+        current recommendation; the estimate always does."""
+        latest = sizing.recommended(self.link.capabilities, "train_lora")
+        if latest != self.recommended and self.options == option_defaults(self.recommended):
+            self.recommended = latest
+            for wire, value in option_defaults(latest).items():
+                self.inputs[wire].value = value  # through the element, so the page shows it at once
+            self._show_recommendation()
+        self._refresh_estimate()
+
+    def _on_option(self, e: events.ValueChangeEventArguments) -> None:
+        """A recommended preview cadence follows the steps the user picks (as in `biplane train`) until the user
+        sets a cadence of their own."""
+        if e.sender is self.inputs["steps"]:
+            before, after = self._cadence(e.previous_value), self._cadence(e.value)
+            if after is not None and self.options.get("sampleEvery") == before:
+                self.inputs["sampleEvery"].value = after
+        self._refresh_estimate()
+
+    def _cadence(self, steps: Any) -> int | None:
+        """The recommended preview cadence for this many steps (None: no recommended cadence, or no steps)."""
+        try:
+            n = int(float(steps))  # an event's previous value is the element's model value, possibly text
+        except (TypeError, ValueError):
+            return None
+        if "sampleEvery" not in self.recommended or n < 1:
+            return None
+        return int(merge_options("train_lora", self.recommended, {"steps": n})["sampleEvery"])
+
+    def _refresh_estimate(self) -> None:
+        if not hasattr(self, "estimate"):
+            return  # a change handler that fires while the form is still being built
+        options = self._lora_options()
+        text, over = sizing.estimate_text(self.workflow.value, options, len(self.images.items), self.link.capabilities)
+        self.estimate.set_text(text)
+        self.estimate.classes(replace="w-full text-body2 " + ("text-warning" if over else "text-grey-8"))
+
+    def _lora_options(self) -> dict[str, Any]:
+        """The recommended options the form does not show (preview denoising steps), then the form's own (empty
+        fields left out: the service's defaults apply; problems() has checked the rest)."""
+        hidden = {k: v for k, v in self.recommended.items() if k not in OPTIONS}
+        shown = {k: (int(v) if k != "learningRate" else float(v)) for k, v in self.options.items() if v is not None}
+        return hidden | shown
 
     def _render_transcripts(self) -> None:
         self.transcripts.clear()
@@ -278,17 +353,19 @@ class NewJobForm:
             return
         self.show_error(None)
         studio = self.workflow.value == "studio"
-        options = {k: (int(v) if k != "learningRate" else float(v)) for k, v in self.options.items() if v is not None}
+        caps = self.link.capabilities
         self.submit_button.props("loading")
         try:
             job_id = await self.link.client.submit_train(
                 [i.path for i in self.images.items],
                 prompt=self.prompt.value.strip(),
-                options=options,
+                options=self._lora_options(),
                 workflow=self.workflow.value,
                 clips=[c.path for c in self.clips.items] if studio else None,
                 transcripts=[c.transcript.strip() for c in self.clips.items] if studio else None,
                 narration=self.narration.value.strip() if studio else None,
+                voice_options=sizing.recommended(caps, "train_voice") if studio else None,
+                video_options=sizing.recommended(caps, "render_video") if studio else None,
             )
         except ApiError as err:
             self.show_error(explain(err))
@@ -306,5 +383,12 @@ _JS_NAMES = "(files) => emit(files.map((f) => f.name))"
 _JS_REJECTED = "(entries) => emit(entries.map((r) => [r.file.name, r.failedPropValidation]))"
 
 
-def page(link: ControlLink) -> None:
+async def page(link: ControlLink) -> None:
+    # Start from the workers alive now, not those of the link's last refresh; a slow control does not hold
+    # the page up (the form follows the recommendation when it comes, see NewJobForm._follow_workers).
+    try:
+        async with asyncio.timeout(FOLLOW_SECONDS):
+            await link.refresh_capabilities()
+    except TimeoutError:
+        log.warning("capabilities slow to answer; the form starts from the service's defaults")
     NewJobForm(link)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from common.devstack import wait_until
 from tests.browser.conftest import UiStack
-from tests.browser.stack import LORA_OPTIONS, REAL_LORA, submit_lora
-from tests.support.api import png
+from tests.browser.stack import API_KEY, LORA_OPTIONS, REAL_LORA, submit_lora
+from tests.support.api import client, png
 
 pytestmark = pytest.mark.browser
 
@@ -129,3 +130,34 @@ def test_control_restart_during_a_job(page: Page, ui_stack: UiStack) -> None:
     lines = page.get_by_test_id("log").inner_text().splitlines()
     seqs = [int(m.group(1)) for line in lines if (m := re.match(r"#(\d+) ", line))]
     assert seqs == sorted(set(seqs)) and len(seqs) >= 6, lines
+
+
+def test_form_shows_the_alive_workers_recommendation_and_an_estimate(
+    page: Page, ui_stack: UiStack, tmp_path: Path, output_dir: Path
+) -> None:
+    """The stack's worker runs the demo models on this CPU: the form starts at its short 64 px job, not at the
+    service's 512 px / 500 steps, and estimates it; a long job is flagged before it is started."""
+    api = client(ui_stack.control.url, API_KEY)
+    wait_until(lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, 30, "worker heartbeat")
+    caps = api.get("/api/capabilities").json()
+    lora = caps["recommended"]["train_lora"]
+    assert lora["resolution"] == 64
+
+    page.goto("/")
+    expect(page.get_by_test_id("link-online")).to_be_visible()
+    page.get_by_test_id("advanced").get_by_text("Advanced options").click()
+    expect(page.get_by_label("Training steps")).to_have_value(str(lora["steps"]))
+    expect(page.get_by_label("Resolution")).to_have_value("64")
+    expect(page.get_by_label("Preview every")).to_have_value(str(lora["sampleEvery"]))
+    expect(page.get_by_test_id("recommendation")).to_contain_text("cpu, fp32, demo models): 64 px")
+    estimate = page.get_by_test_id("estimate")
+    expect(estimate).to_have_text(re.compile(r"^Estimated duration: about \d+ (s|min) on the alive workers"))
+    expect(estimate).not_to_contain_text("longer than")
+    page.get_by_test_id("images").locator("input[type=file]").set_input_files(write_images(tmp_path, 2))
+    expect(page.get_by_test_id("images-summary")).to_have_text(re.compile(r"^2 images ready"))
+    page.screenshot(path=output_dir / "new-job-estimate-1280.png", full_page=True, animations="disabled")
+
+    page.get_by_label("Training steps").fill("20000")
+    page.get_by_label("Resolution").fill("512")
+    expect(estimate).to_contain_text("longer than the 30 min this deployment expects")
+    expect(page.get_by_label("Resolution")).to_have_value("512")  # the user's choice stays

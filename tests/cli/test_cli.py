@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,3 +110,40 @@ def test_train_follow_then_download_matches_the_manifest(
     lora = next(a for a in manifest["artifacts"] if a["name"].endswith("pytorch_lora_weights.safetensors"))
     data = (tmp_path / "out" / lora["name"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == lora["sha256"] and len(data) == lora["size"]
+
+
+def test_train_starts_from_the_recommendation_and_prints_the_estimate_and_warnings(
+    settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
+) -> None:
+    from tests.support.api import png
+
+    control = plane_factory("control", settings)
+    plane_factory("worker", settings.model_copy(update={"demo_model_dir": tmp_path / "demo-models"}))
+    api = client(control.url)
+    deadline = time.monotonic() + 30
+    while not (caps := api.get("/api/capabilities").json())["workersAlive"]:
+        assert time.monotonic() < deadline, "no worker heartbeat"
+        time.sleep(0.2)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(png())
+
+    short = cli(
+        control.url, "--json", "train", "--images", str(images), "--prompt", "a box", "--options", '{"seed": 7}'
+    )
+    assert short.returncode == 0, short.stderr
+    answer = json.loads(short.stdout)
+    assert answer["warnings"] == [] and answer["estimateSeconds"] > 0
+    assert "the alive workers' recommendation, then yours): 64 px" in short.stderr
+    assert "estimated duration: about" in short.stderr
+    job = api.get(f"/api/jobs/{answer['jobId']}").json()
+    sent = next(n["params"] for n in job["graph"]["nodes"] if n["service"] == "train_lora")
+    assert sent == {**caps["recommended"]["train_lora"], "seed": 7}  # the user's option on top
+
+    long = cli(control.url, "train", "--images", str(images), "--prompt", "a box", "--options", '{"steps": 20000}')
+    assert long.returncode == 0, long.stderr
+    assert "warning:" in long.stderr and "[long_job]" in long.stderr and "queued" in long.stdout
+    shown = cli(control.url, "capabilities")
+    assert shown.returncode == 0 and "recommended for train_lora on the alive workers: 64 px" in shown.stdout
+    for job_id in [answer["jobId"], *[j["jobId"] for j in api.get("/api/jobs").json()["items"]]]:
+        api.post(f"/api/jobs/{job_id}/cancel")

@@ -17,11 +17,14 @@ from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 
 from common.bridge import Bridge, connect
+from common.estimate import Worker
 from common.keys import Keys
+from common.models.manifest_schema import StepSeconds
 from common.registry import Registry
+from tests.browser import fake_lora
 from tests.browser.stack import LORA_OPTIONS, submit_lora
 from tests.frontend.conftest import Stack, eventually
-from tests.support.api import png
+from tests.support.api import client, png
 
 
 def by_testid(user: User, testid: str) -> list[Any]:
@@ -240,3 +243,57 @@ async def test_cancel_button_stops_a_running_job(user: User, stack: Stack) -> No
     await eventually(lambda: text_of(user, "job-status") == "canceled", timeout=30, what="canceled")
     assert inside(train, "node-status").text == "canceled"
     assert not one(user, "cancel").visible
+
+
+async def test_form_starts_from_the_workers_recommendation_and_estimates_as_options_change(
+    user: User, stack: Stack
+) -> None:
+    api = client(stack.control.url)
+    await eventually(lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, what="worker heartbeat")
+    await user.open("/")
+    # The page's worker (CPU, demo models) recommends a short 64 px job, not the service's 512 px / 500 steps.
+    assert one(user, "opt-resolution").value == 64
+    assert 0 < one(user, "opt-steps").value < 500
+    recommendation = text_of(user, "recommendation")
+    assert recommendation.startswith("Recommended by the alive workers (1 worker: cpu, fp32, demo models): 64 px")
+    estimate = text_of(user, "estimate")
+    assert estimate.startswith("Estimated duration: about ") and "longer than" not in estimate
+    one(user, "opt-steps").value = 1000  # the recommended cadence (four samples) follows the steps...
+    await eventually(lambda: one(user, "opt-sampleEvery").value == 250, what="preview cadence follows steps")
+    one(user, "opt-sampleEvery").value = 7  # ...until the user picks their own
+    one(user, "opt-steps").value = 2000
+    await eventually(lambda: "about" in text_of(user, "estimate") and one(user, "opt-steps").value == 2000)
+    assert one(user, "opt-sampleEvery").value == 7
+    one(user, "opt-steps").value = 100_000
+    one(user, "opt-resolution").value = 512
+    await eventually(lambda: "longer than the 30 min this deployment expects" in text_of(user, "estimate"))
+    assert text_of(user, "estimate") != estimate
+
+
+async def test_an_untouched_form_follows_a_slower_worker_that_joins(user: User, stack: Stack) -> None:
+    api = client(stack.control.url)
+    await eventually(lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, what="worker heartbeat")
+    await user.open("/")
+    first = one(user, "opt-steps").value
+    # A CPU worker with the demo models that measured 5 s per 64 px step joins: the slowest alive worker now.
+    redis = connect(stack.settings)
+    bridge = Bridge(redis, Keys(stack.settings.key_prefix), stack.settings)
+    slow = Registry().merge(fake_lora.registry).manifest("data", demo=True, instance="slow-worker", device="cpu")
+    slow.step_seconds = [StepSeconds(service="train_lora", resolution=64, seconds=5.0)]
+    slow.recommended = Worker.of(slow).recommend()
+
+    async def beat() -> None:
+        while True:
+            await bridge.heartbeat(slow.model_copy(update={"ts": time.time()}))
+            await asyncio.sleep(stack.settings.heartbeat_seconds)
+
+    task = asyncio.create_task(beat())
+    try:
+        expected = slow.recommended["train_lora"]["steps"]
+        assert expected < first
+        await eventually(lambda: one(user, "opt-steps").value == expected, timeout=30, what="form follows")
+        assert "2 workers" in text_of(user, "recommendation")
+    finally:
+        task.cancel()
+        await bridge.forget("slow-worker")
+        await redis.aclose()

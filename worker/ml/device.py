@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import resource
 import shutil
 import subprocess
@@ -167,6 +168,29 @@ def describe() -> DeviceInfo:
             utilization,
         )
     return _nvidia_smi() or DeviceInfo("cpu")
+
+
+@functools.cache
+def auto_precision() -> str:
+    """What pick("auto") computes in here, without importing torch: fp32 on CPU; on a GPU bf16 from compute
+    capability 8.0 (Ampere) on, else fp16."""
+    if "torch" in sys.modules:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return "fp32"
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        major = float(out.splitlines()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return "fp32"  # no answer: describe() reports no GPU either, and tasks then run on the CPU
+    return "bf16" if major >= 8.0 else "fp16"
 
 
 def _nvidia_smi() -> DeviceInfo | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
             ctx.check_cancel()
 
         frames = render_frames(pipe, p, prompt, device, on_step)
+        per_frame_step = (time.monotonic() - began) / (p.steps * p.frames)
         audio = None
         if narration:
             ctx.phase("narration")
@@ -88,6 +90,7 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
     ctx.progress(1.0, step=p.steps, total_steps=p.steps)
     peak = peak_memory_bytes(device)
     forward("worker.metrics:peak_memory", ctx.service, peak)
+    forward("worker.metrics:step_time", ctx.service, round(math.sqrt(p.width * p.height)), per_frame_step)
     return {
         "video": video.model_dump(by_alias=True, mode="json"),
         "poster": poster.model_dump(by_alias=True, mode="json"),
