@@ -60,6 +60,12 @@ class Harness:
         await submit(self.bridge, job)
         return job
 
+    async def donor(self) -> str:
+        """A job of the test's owner that holds input files other jobs reference (as an earlier job's
+        uploads would): references to another job must name one of the same owner."""
+        job = await self.store.create(graph([("d", "test.work", "data", {})], []), owner="tester")
+        return job.job_id
+
     async def runs(self, job_id: str, node_id: str) -> int:
         return int(await self.redis.get(f"{self.settings.key_prefix}:test:runs:{job_id}:{node_id}") or 0)
 

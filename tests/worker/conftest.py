@@ -108,6 +108,10 @@ class Run:
     def kinds(self, kind: str, node_id: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.events if e["kind"] == kind and (node_id is None or e["nodeId"] == node_id)]
 
+    def steps(self, node_id: str | None = None) -> list[dict[str, Any]]:
+        """Progress events of training or denoising steps (phase reports carry no step)."""
+        return [e for e in self.kinds("progress", node_id) if e.get("step") is not None]
+
 
 @pytest.fixture
 def run(ml_settings: Settings, storage: Storage) -> Run:

@@ -35,8 +35,8 @@ def one_node(service: str, params: dict[str, Any], context: dict[str, Any] | Non
     return doc.model_copy(update={"context": context or {}})
 
 
-def lora(storage: Storage, size: int, **params: Any) -> GraphDocument:
-    keys = put_images(storage, "fixture", n=2, size=64)
+def lora(storage: Storage, donor: str, size: int, **params: Any) -> GraphDocument:
+    keys = put_images(storage, donor, n=2, size=64)
     return one_node("train_lora", {"resolution": size, **params}, {"images": keys, "prompt": "a photo of sks"})
 
 
@@ -84,20 +84,20 @@ async def test_lora_at_512_px_cancels_in_the_baseline_and_in_a_step_and_the_work
     worker = plane_factory("worker", ml_settings)
     h = Harness(redis, ml_settings)
     # The old defaults (512 px, 500 steps): on the demo model one UNet pass at this size takes minutes on CPU.
-    baseline = await h.submit(lora(storage, 512, steps=500, cacheLatents=False))
+    baseline = await h.submit(lora(storage, await h.donor(), 512, steps=500, cacheLatents=False))
     await h.wait_for(baseline.job_id, phase_is("baseline"), timeout=120)
     busy = task_children(worker)
     assert busy, "the task runs in a child process"
     await cancel_when(h, baseline.job_id, phase_is("baseline"))
     await children_gone(worker, busy)
 
-    step = await h.submit(lora(storage, 512, steps=500, cacheLatents=False, baseline=False))
+    step = await h.submit(lora(storage, await h.donor(), 512, steps=500, cacheLatents=False, baseline=False))
     await h.wait_for(step.job_id, phase_is("training"), timeout=120)
     await asyncio.sleep(1)  # inside the first optimizer step now
     await cancel_when(h, step.job_id, phase_is("training"))
     assert not [k for k in storage.list(f"jobs/{step.job_id}/") if k.endswith(".safetensors")]
 
-    small = await h.submit(lora(storage, 32, steps=2, sampleEvery=0, sampleSteps=1))
+    small = await h.submit(lora(storage, await h.donor(), 32, steps=2, sampleEvery=0, sampleSteps=1))
     final = await h.wait_final(small.job_id, timeout=120)
     assert final.status == "completed", final.error
     await children_gone(worker)
@@ -116,7 +116,7 @@ async def test_cancel_in_model_load_in_denoising_and_in_voice_training(
     await cancel_when(h, denoising.job_id, lambda e: e.phase == "denoising" and (e.step or 0) >= 1)
     assert not list(storage.list(f"jobs/{denoising.job_id}/n/")), "no half-made video or poster"
 
-    clips = put_clips(storage, "fixture-voice")
+    clips = put_clips(storage, await h.donor())
     voice = await h.submit(
         one_node("train_voice", {"steps": 2000, "batchSize": 2}, {"clips": clips, "transcripts": TRANSCRIPTS})
     )
@@ -140,7 +140,7 @@ async def test_sigterm_mid_step_hands_the_job_to_another_worker_which_resumes_it
 ) -> None:
     first = plane_factory("worker", ml_settings)
     h = Harness(redis, ml_settings)
-    job = await h.submit(lora(storage, 64, steps=30, checkpointEvery=2, sampleEvery=0, sampleSteps=1))
+    job = await h.submit(lora(storage, await h.donor(), 64, steps=30, checkpointEvery=2, sampleEvery=0, sampleSteps=1))
     await h.wait_for(job.job_id, lambda e: e.kind == "progress" and (e.step or 0) >= 3, timeout=120)
     children = task_children(first)
     assert first.proc is not None
@@ -180,9 +180,9 @@ async def test_phase_events_arrive_in_order_with_no_long_gap(
 ) -> None:
     plane_factory("worker", ml_settings)
     h = Harness(redis, ml_settings)
-    clips = put_clips(storage, "fixture-voice")
+    clips = put_clips(storage, await h.donor())
     jobs = {
-        "train_lora": lora(storage, 32, steps=4, sampleEvery=2, sampleSteps=2),
+        "train_lora": lora(storage, await h.donor(), 32, steps=4, sampleEvery=2, sampleSteps=2),
         "train_voice": one_node("train_voice", {"steps": 3}, {"clips": clips, "transcripts": TRANSCRIPTS}),
         "render_video": one_node("render_video", {"width": 64, "height": 64, "frames": 4, "steps": 3}, {"prompt": "x"}),
     }

@@ -24,9 +24,9 @@ from worker.tasks import registry as worker_tasks
 pytestmark = pytest.mark.ml
 
 
-def lora_job(storage: Storage, params: dict[str, Any], size: int = 32) -> GraphDocument:
-    """A data-only graph: one train_lora node; its images and prompt sit in the job context."""
-    keys = put_images(storage, "fixture", n=2, size=size)
+def lora_job(storage: Storage, donor: str, params: dict[str, Any], size: int = 32) -> GraphDocument:
+    """A data-only graph: one train_lora node; its images (files of the donor job) and prompt in its context."""
+    keys = put_images(storage, donor, n=2, size=size)
     params = {"resolution": size, "sampleEvery": 0, "sampleSteps": 1, **params}
     doc = graph([("train", "train_lora", "data", params)], [])
     return doc.model_copy(update={"context": {"images": keys, "prompt": "a photo of sks"}})
@@ -56,7 +56,9 @@ async def test_sigkill_after_a_checkpoint_resumes_from_it(
     assert manifest.demo is True and manifest.device == "cpu"
     assert {"train_lora", "train_voice", "render_video"} <= {s.service for s in manifest.services}
 
-    job = await h.submit(lora_job(storage, {"steps": 16, "checkpointEvery": 4, "learningRate": 1e-2, "rank": 4}))
+    job = await h.submit(
+        lora_job(storage, await h.donor(), {"steps": 16, "checkpointEvery": 4, "learningRate": 1e-2, "rank": 4})
+    )
     # The checkpoint of step 4 is uploaded before step 4's progress event goes out.
     await h.wait_for(job.job_id, lambda e: e.kind == "progress" and (e.step or 0) >= 5, timeout=120)
     first.kill()
@@ -96,7 +98,7 @@ async def test_cancel_stops_training_within_steps_and_leaves_no_lora(
     serving = asyncio.create_task(executor.run())
     try:
         h = Harness(redis, ml_settings)
-        job = await h.submit(lora_job(storage, {"steps": 400, "checkpointEvery": 2}))
+        job = await h.submit(lora_job(storage, await h.donor(), {"steps": 400, "checkpointEvery": 2}))
         events = await h.wait_for(job.job_id, lambda e: e.kind == "progress" and (e.step or 0) >= 3, timeout=120)
         asked_at = events[-1].step or 0
         await request_cancel(h.bridge, job.job_id)
