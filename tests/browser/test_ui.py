@@ -108,7 +108,8 @@ def test_text_file_named_png_shows_the_servers_415(page: Page, tmp_path: Path, o
 
 def test_control_restart_during_a_job(page: Page, ui_stack: UiStack) -> None:
     steps = 10 if REAL_LORA else 24
-    job_id = submit_lora(ui_stack.control.url, [png(), png(color=(0, 200, 0))], {**LORA_OPTIONS, "steps": steps})
+    options = {**LORA_OPTIONS, "steps": steps, "sampleEvery": 0}  # no previews: long enough to see it train
+    job_id = submit_lora(ui_stack.control.url, [png(), png(color=(0, 200, 0))], options)
     page.goto(f"/jobs/{job_id}")
     train = page.get_by_test_id("node-train_lora")
     # While it runs, the node says what it is doing (the phase of its progress events) next to the step.

@@ -140,7 +140,7 @@ async def test_sigterm_mid_step_hands_the_job_to_another_worker_which_resumes_it
 ) -> None:
     first = plane_factory("worker", ml_settings)
     h = Harness(redis, ml_settings)
-    job = await h.submit(lora(storage, await h.donor(), 64, steps=30, checkpointEvery=2, sampleEvery=0, sampleSteps=1))
+    job = await h.submit(lora(storage, await h.donor(), 32, steps=12, checkpointEvery=2, sampleEvery=0, sampleSteps=1))
     await h.wait_for(job.job_id, lambda e: e.kind == "progress" and (e.step or 0) >= 3, timeout=120)
     children = task_children(first)
     assert first.proc is not None
