@@ -362,6 +362,3 @@ async def request_cancel(bridge: Bridge, job_id: str) -> None:
     """Flag the job; a running plane stops within a second, and control ends a queued job."""
     await bridge.request_cancel(job_id)
     await bridge.enqueue("control", job_id, "cancel")
-
-
-__all__ = ["EventLog", "Executor", "request_cancel", "state_token", "submit"]

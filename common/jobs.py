@@ -20,7 +20,6 @@ from common.models.graph_schema import GraphDocument, NodeStatus
 from common.models.job_schema import JobRecord, JobStatus
 
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "canceled"})
-NODE_DONE: frozenset[str] = frozenset({"completed", "failed", "skipped", "canceled"})
 
 # Each script changes the record and appends its event(s) in one atomic round trip (EMIT_FUNCTION).
 # KEYS: job, seq, events, channel (+ indexes for create).
