@@ -19,11 +19,10 @@ from typing import Any
 
 import httpx
 
+from common.jobs import FINAL_STATUSES
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
-
-FINAL = frozenset({"completed", "failed", "canceled"})
 
 
 class ApiError(Exception):
@@ -239,7 +238,7 @@ class AsyncClient:
                             continue
                         last = event.seq
                         yield event
-                        if event.kind == "status" and event.status in FINAL:
+                        if event.kind == "status" and event.status in FINAL_STATUSES:
                             return
             except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake) as e:
                 lost_at = lost_at or loop.time()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import paths
 from common.errors import JobCanceled
 from common.models.artifact_schema import ArtifactMeta
 from common.settings import Settings
@@ -88,7 +89,7 @@ class TaskContext:
             raise JobCanceled(f"job {self.job_id} canceled")
 
     def artifact_key(self, name: str) -> str:
-        return f"jobs/{self.job_id}/{self.node_id}/{name}"
+        return paths.node_key(self.job_id, self.node_id, name)
 
     def put_artifact(
         self, name: str, data: bytes | Path, content_type: str | None = None, *, preview: bool = False

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from common import paths
 from common.errors import NotFound
 from common.executor import request_cancel
-from common.jobs import TERMINAL
+from common.jobs import FINAL_STATUSES
 from common.keys import MAX_SEQ
 from common.models.artifact_schema import ArtifactMeta
-from common.models.job_schema import JobRecord
+from common.models.job_schema import JobRecord, JobStatus
 from control.deps import Control, ControlDep, OwnerDep
 from control.errors import ApiError
 
@@ -24,8 +25,6 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 #: S3's limit on object keys.
 MAX_KEY_BYTES = 1024
-#: Objects under a job's folder that are not results.
-_NOT_ARTIFACTS = ("/inputs/", "/checkpoints/")
 
 
 class JobPage(BaseModel):
@@ -38,14 +37,11 @@ class ArtifactList(BaseModel):
     items: list[ArtifactMeta]
 
 
-Status = Literal["queued", "running", "completed", "failed", "canceled"]
-
-
 @router.get("", response_model=JobPage, response_model_by_alias=True, response_model_exclude_none=True)
 async def list_jobs(
     c: ControlDep,
     owner: OwnerDep,
-    status: Status | None = None,
+    status: JobStatus | None = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=64, pattern=r"^\d+(\.\d+)?$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -79,7 +75,7 @@ async def get_job(job_id: str, c: ControlDep, owner: OwnerDep) -> JobRecord:
 async def cancel_job(job_id: str, c: ControlDep, owner: OwnerDep) -> JSONResponse:
     """Ask the job to stop; a running task stops at its next step. Final jobs answer 409."""
     job = await c.owned_job(job_id, owner)
-    if job.status in TERMINAL:
+    if job.status in FINAL_STATUSES:
         raise ApiError(409, "conflict", f"job already {job.status}")
     await request_cancel(c.bridge, job_id)
     return JSONResponse({"jobId": job_id, "status": "canceling"}, 202)
@@ -139,16 +135,16 @@ async def list_artifacts(job_id: str, c: ControlDep, owner: OwnerDep) -> dict[st
 
 
 def _artifacts(c: Control, job_id: str) -> list[ArtifactMeta]:
-    prefix = f"jobs/{job_id}/"
     out = []
-    for key in sorted(c.storage.list(prefix)):
-        if any(part in key[len(prefix) - 1 :] for part in _NOT_ARTIFACTS):
+    for key in sorted(c.storage.list(paths.job_prefix(job_id))):
+        name = paths.relative(job_id, key)
+        if name is None or not paths.is_result(name):
             continue
         try:
             meta = c.storage.stat(key)
         except NotFound:
             continue  # deleted between list and stat
-        out.append(meta.model_copy(update={"name": key[len(prefix) :], "url": c.storage.presigned_get(key)}))
+        out.append(meta.model_copy(update={"name": name, "url": c.storage.presigned_get(key)}))
     return out
 
 
@@ -160,10 +156,10 @@ def _artifacts(c: Control, job_id: str) -> list[ArtifactMeta]:
 async def download_artifact(job_id: str, name: str, c: ControlDep, owner: OwnerDep) -> StreamingResponse:
     """Download one artifact through control (for clients that cannot reach S3)."""
     await c.owned_job(job_id, owner)
-    key = f"jobs/{job_id}/{name}"
+    key = paths.job_key(job_id, name)
     if (
         ".." in name.split("/")
-        or any(part in f"/{name}" for part in _NOT_ARTIFACTS)
+        or not paths.is_result(name)
         or len(key.encode()) > MAX_KEY_BYTES
         or any(ord(ch) < 32 for ch in name)
     ):  # no object can have this name: S3 would refuse it (an error, not an answer)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import FormData
 
+from common import paths
 from common.estimate import Estimate, assess
 from common.executor import submit
 from common.jobs import new_job_id
@@ -205,7 +206,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     budget = [s.max_upload_total_bytes]
     images = await check_files(form, "images", "image", s, minimum=1, maximum=s.max_images, budget=budget)
     job_id = new_job_id()
-    uploads = [(f"jobs/{job_id}/inputs/images/{i:03d}.{f.ext}", f) for i, f in enumerate(images)]
+    uploads = [(paths.input_key(job_id, "images", i, f.ext), f) for i, f in enumerate(images)]
     context: dict[str, Any] = {"prompt": prompt, "images": [k for k, _ in uploads]}
     resolution = TrainLoraParams.model_validate(lora).resolution
     params: dict[str, dict[str, Any]] = {
@@ -214,7 +215,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     }
     if workflow == "studio":
         clips = await check_files(form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=budget)
-        clip_uploads = [(f"jobs/{job_id}/inputs/clips/{i:03d}.{f.ext}", f) for i, f in enumerate(clips)]
+        clip_uploads = [(paths.input_key(job_id, "clips", i, f.ext), f) for i, f in enumerate(clips)]
         uploads += clip_uploads
         context["clips"] = [k for k, _ in clip_uploads]
         context["transcripts"] = _transcripts(form, len(clips), s.max_json_depth)
@@ -250,7 +251,7 @@ async def voice(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     )
     transcripts = _transcripts(form, len(clips), s.max_json_depth)
     job_id = new_job_id()
-    uploads = [(f"jobs/{job_id}/inputs/clips/{i:03d}.{f.ext}", f) for i, f in enumerate(clips)]
+    uploads = [(paths.input_key(job_id, "clips", i, f.ext), f) for i, f in enumerate(clips)]
     context = {"clips": [k for k, _ in uploads], "transcripts": transcripts}
     graph = c.planner.build("voice", {"train_voice": options}, context)
     fp = fingerprint(

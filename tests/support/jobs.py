@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from common.bridge import Bridge
 from common.events import EventLog
 from common.executor import submit
-from common.jobs import TERMINAL, JobStore
+from common.jobs import FINAL_STATUSES, JobStore
 from common.keys import Keys
 from common.models.event_schema import Event
 from common.models.graph_schema import GraphDocument
@@ -88,7 +88,7 @@ class Harness:
             await pubsub.aclose()
 
     async def wait_final(self, job_id: str, timeout: float = 60) -> JobRecord:
-        await self.wait_for(job_id, lambda e: e.kind == "status" and e.status in TERMINAL, timeout)
+        await self.wait_for(job_id, lambda e: e.kind == "status" and e.status in FINAL_STATUSES, timeout)
         job = await self.store.load(job_id)
         assert job is not None
         return job

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common import paths
 from common.context import TaskContext
 from common.errors import NotFound, TaskInputError
 from common.services import ArtifactRef
@@ -33,7 +34,7 @@ def ref_key(ctx: TaskContext, ref: ArtifactRef | None, marker: str) -> str | Non
     if ref.key:
         return ref.key
     assert ctx.storage is not None
-    matches = sorted(k for k in ctx.storage.list(f"jobs/{ref.job or ctx.job_id}/") if k.endswith("/" + marker))
+    matches = sorted(k for k in ctx.storage.list(paths.job_prefix(ref.job or ctx.job_id)) if k.endswith("/" + marker))
     if not matches:
         raise TaskInputError(f"job {ref.job} has no {marker}")
     return matches[0]
