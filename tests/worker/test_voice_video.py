@@ -28,7 +28,7 @@ def test_voice_trains_and_speaks_longer_for_longer_text(run: Run, tmp_path: Path
     out = train_voice(ctx, TrainVoiceParams(steps=30, learning_rate=3e-3, checkpoint_every=0))
 
     assert out["probeLoss"]["end"] <= 0.8 * out["probeLoss"]["start"], out["probeLoss"]
-    assert [e["step"] for e in run.kinds("progress")] == list(range(1, 31))
+    assert [e["step"] for e in run.kinds("progress") if "step" in e] == list(range(1, 31))
     assert out["voiceDir"] == f"jobs/{run.job_id}/voice/voice/"
     names = {f["key"].removeprefix(out["voiceDir"]) for f in out["files"]}
     assert {"adapter_config.json", "adapter_model.safetensors", "speaker.safetensors", "voice.json"} <= names
@@ -82,7 +82,7 @@ def test_video_with_lora_and_narration_in_the_trained_voice(run: Run) -> None:
     assert kinds == ["video", "audio"]
     with Image.open(io.BytesIO(run.storage.get_bytes(out["poster"]["key"]))) as poster:
         assert poster.format == "PNG" and poster.size == (48, 32)
-    assert [e["step"] for e in run.kinds("progress", "render")][:2] == [1, 2]
+    assert [e["step"] for e in run.kinds("progress", "render") if "step" in e][:2] == [1, 2]
 
 
 def test_video_without_narration_has_no_audio(run: Run) -> None:
