@@ -20,7 +20,8 @@ from common.storage import Storage
 class TaskContext:
     """One node run. Methods are safe to call from the task's worker thread.
 
-    `inputs` holds the outputs of the node's dependencies by node id; `context` the job-wide inputs.
+    `inputs` holds the outputs of the node's dependencies by node id; `job_inputs` the job-wide inputs (the
+    graph's `context`).
     """
 
     job_id: str
@@ -29,7 +30,7 @@ class TaskContext:
     attempt: int
     settings: Settings
     storage: Storage | None
-    context: dict[str, Any]
+    job_inputs: dict[str, Any]
     inputs: dict[str, dict[str, Any]]
     emit: Callable[[dict[str, Any]], None]
     cancel: threading.Event = field(default_factory=threading.Event)

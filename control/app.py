@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from common.keys import Keys
+from common.plane import PlaneState, create_plane_app
 from common.registry import Registry, load_modules
-from common.service import PlaneState, create_plane_app
 from common.settings import Settings
 from control import errors, metrics
 from control.bodies import BodyGuard

@@ -18,8 +18,8 @@ from common.executor import submit
 from common.jobs import new_job_id
 from common.keys import JOB_ID_PATTERN
 from common.models.graph_schema import GraphDocument
+from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
 from common.references import check_graph
-from common.services import RenderVideoParams, TrainLoraParams, TrainVoiceParams
 from control import metrics
 from control.auth import rate_limit
 from control.bodies import BoundedJsonRoute, parse_json

@@ -8,8 +8,8 @@ from typing import Any
 
 from common import paths
 from common.context import TaskContext
+from common.params import PublishArtifactsParams
 from common.registry import Registry
-from common.services import PublishArtifactsParams
 
 registry = Registry()
 

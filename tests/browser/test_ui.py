@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from common.devstack import wait_until
+from infra.dev.devstack import wait_until
 from tests.browser.conftest import UiStack
 from tests.browser.stack import API_KEY, LORA_OPTIONS, REAL_LORA, submit_lora
 from tests.support.api import client, png

@@ -17,11 +17,11 @@ import websockets
 from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
-from common.devstack import free_port
 from common.jobs import FINAL_STATUSES
 from common.settings import Settings
 from common.storage import Storage
 from control.webhooks import signing_secret
+from infra.dev.devstack import free_port
 from tests.conftest import Plane
 from tests.support.api import client, graph_doc, png, ws_follow
 from tests.support.jobs import Harness

@@ -15,7 +15,7 @@ from PIL import Image
 
 from common.context import TaskContext
 from common.errors import TaskInputError
-from common.services import PrepareAssetsParams, PublishArtifactsParams
+from common.params import PrepareAssetsParams, PublishArtifactsParams
 from common.settings import Settings
 from common.storage import Storage
 from control.tasks.assets import prepare_assets, prepare_image
@@ -30,7 +30,7 @@ def ctx(settings: Settings, storage: Storage, context: dict, events: list) -> Ta
         attempt=1,
         settings=settings,
         storage=storage,
-        context=context,
+        job_inputs=context,
         inputs={},
         emit=events.append,
         cancel=threading.Event(),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from nicegui.testing import User, user_simulation
 
-from common.devstack import RedisServer, S3Server
 from common.settings import Settings
+from infra.dev.devstack import RedisServer, S3Server
 from tests.browser.stack import API_KEY, ui_settings
 from tests.conftest import Plane
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.devstack import free_port
+from infra.dev.devstack import free_port
 from tests.conftest import ROOT
 from tests.worker.conftest import png
 
@@ -24,7 +24,7 @@ from tests.worker.conftest import png
     ("command", "stop"),
     [
         (["make", "--no-print-directory", "run"], "ctrl-c"),
-        ([sys.executable, "-m", "common.devstack"], "sigterm"),
+        ([sys.executable, "-m", "infra.dev.devstack"], "sigterm"),
     ],
     ids=["make-run-ctrl-c", "devstack-sigterm"],
 )

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.client import AsyncClient
-from common.devstack import RedisServer, S3Server
+from client.api import AsyncClient
 from common.jobs import FINAL_STATUSES
 from common.settings import Settings
+from infra.dev.devstack import RedisServer, S3Server
 from tests.conftest import Plane
 from tests.support.api import client, graph_doc
 

@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from redis.asyncio import Redis
 
-from common.devstack import free_port
 from common.executor import submit
 from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from control.auth import owner_of
+from infra.dev.devstack import free_port
 from tests.conftest import Plane
 from tests.reliability.test_outages import wait_all_final
 from tests.security.test_references import wav

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from common.cli import app as cli_app
+from client.cli import app as cli_app
 from common.settings import Settings
 from control.app import create_app
 

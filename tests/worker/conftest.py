@@ -26,7 +26,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Demo models built once for the session (the worker's own builder; worker processes reuse the dir)."""
     import torch
 
-    from worker.ml.demo import ensure_demo_models
+    from worker.ml.demo_models import ensure_demo_models
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("demo-models") / "models"
@@ -100,7 +100,7 @@ class Run:
             attempt=1,
             settings=self.settings,
             storage=self.storage,
-            context=context or {},
+            job_inputs=context or {},
             inputs=inputs or {},
             emit=self.events.append,
         )

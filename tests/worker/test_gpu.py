@@ -10,7 +10,7 @@ import pytest
 from common.bridge import Bridge, connect
 from common.estimate import PLANS
 from common.keys import Keys
-from common.services import TrainLoraParams
+from common.params import TrainLoraParams
 from common.settings import Settings
 from tests.conftest import Plane
 from tests.support.jobs import eventually

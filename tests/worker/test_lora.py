@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.services import TrainLoraParams
+from common.params import TrainLoraParams
 from tests.worker.conftest import Run, put_images
-from worker.ml.demo import DemoModels
+from worker.ml.demo_models import DemoModels
 
 pytestmark = pytest.mark.ml
 

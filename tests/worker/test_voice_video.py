@@ -10,7 +10,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-from common.services import RenderVideoParams, TrainLoraParams, TrainVoiceParams
+from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
 from tests.worker.conftest import TRANSCRIPTS, Run, put_clips, put_images
 
 pytestmark = pytest.mark.ml

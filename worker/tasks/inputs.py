@@ -8,15 +8,15 @@ from typing import Any
 from common import paths
 from common.context import TaskContext
 from common.errors import NotFound, TaskInputError
-from common.services import ArtifactRef
+from common.params import ArtifactRef
 
 
 def value(ctx: TaskContext, key: str, default: Any = None) -> Any:
-    """The first dependency output that has key (in dependency order), else ctx.context[key], else default."""
+    """The first dependency output that has key (in dependency order), else ctx.job_inputs[key], else default."""
     for out in ctx.inputs.values():
         if isinstance(out, dict) and out.get(key) is not None:
             return out[key]
-    found = ctx.context.get(key)
+    found = ctx.job_inputs.get(key)
     return default if found is None else found
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from common.context import TaskContext
 from common.errors import TaskInputError
+from common.params import TrainLoraParams
 from common.registry import Registry
-from common.services import TrainLoraParams
 from worker.tasks import inputs, training
 
 registry = Registry()

@@ -8,8 +8,8 @@ from typing import Any
 
 from common.context import TaskContext
 from common.errors import TaskInputError
+from common.params import TrainVoiceParams
 from common.registry import Registry
-from common.services import TrainVoiceParams
 from worker.ml.media import load_clip, wav_bytes
 from worker.tasks import inputs, training
 
