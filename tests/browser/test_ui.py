@@ -12,7 +12,8 @@ from playwright.sync_api import Page, expect
 from infra.dev.devstack import wait_until
 from tests.browser.conftest import UiStack
 from tests.browser.stack import API_KEY, LORA_OPTIONS, REAL_LORA, submit_lora
-from tests.support.api import client, png
+from tests.support.api import client
+from tests.support.media import png
 
 pytestmark = pytest.mark.browser
 

@@ -23,8 +23,9 @@ from common.storage import Storage
 from control.webhooks import signing_secret
 from infra.dev.devstack import free_port
 from tests.conftest import Plane
-from tests.support.api import client, graph_doc, png, ws_follow
+from tests.support.api import client, graph_doc, ws_follow
 from tests.support.jobs import Harness
+from tests.support.media import png
 
 
 def wait_final(api: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:

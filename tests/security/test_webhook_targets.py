@@ -19,8 +19,9 @@ from infra.dev.devstack import free_port
 from tests.conftest import Plane
 from tests.reliability.test_outages import wait_all_final
 from tests.security.test_references import wav
-from tests.support.api import client, graph_doc, png
+from tests.support.api import client, graph_doc
 from tests.support.jobs import Harness
+from tests.support.media import png
 
 
 class Receiver:

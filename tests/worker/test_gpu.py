@@ -14,7 +14,8 @@ from common.params import TrainLoraParams
 from common.settings import Settings
 from tests.conftest import Plane
 from tests.support.jobs import eventually
-from tests.worker.conftest import Run, put_images
+from tests.support.media import put_images
+from tests.worker.conftest import Run
 
 pytestmark = [pytest.mark.ml, pytest.mark.gpu]
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from common.params import TrainLoraParams
-from tests.worker.conftest import Run, put_images
+from tests.support.media import put_images
+from tests.worker.conftest import Run
 from worker.ml.demo_models import DemoModels
 
 pytestmark = pytest.mark.ml

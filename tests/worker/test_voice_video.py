@@ -11,7 +11,8 @@ import soundfile
 from PIL import Image
 
 from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
-from tests.worker.conftest import TRANSCRIPTS, Run, put_clips, put_images
+from tests.support.media import TRANSCRIPTS, put_clips, put_images
+from tests.worker.conftest import Run
 
 pytestmark = pytest.mark.ml
 
