@@ -43,9 +43,7 @@ def check_clip(data: bytes) -> float:
     return float(info.frames / info.samplerate)
 
 
-@registry.task(
-    "prepare_assets", plane="control", params=PrepareAssetsParams, outputs=("images", "clips", "transcripts")
-)
+@registry.builtin("prepare_assets", outputs=("images", "clips", "transcripts"))
 def prepare_assets(ctx: TaskContext, p: PrepareAssetsParams) -> dict[str, Any]:
     """Decode every image under a pixel limit, orient, crop/resize to the training size; check audio."""
     assert ctx.storage is not None

@@ -14,7 +14,7 @@ from common.registry import Registry
 registry = Registry()
 
 
-@registry.task("publish_artifacts", plane="control", params=PublishArtifactsParams, outputs=("manifest",))
+@registry.builtin("publish_artifacts", outputs=("manifest",))
 def publish_artifacts(ctx: TaskContext, p: PublishArtifactsParams) -> dict[str, Any]:
     """List every result object of the job with size and sha256 into jobs/<id>/manifest.json."""
     assert ctx.storage is not None

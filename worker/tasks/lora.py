@@ -28,10 +28,8 @@ def _images(ctx: TaskContext) -> tuple[list[bytes], str]:
     return [inputs.read(ctx, k, "image") for k in keys], prompt
 
 
-@registry.task(
+@registry.builtin(
     "train_lora",
-    plane="data",
-    params=TrainLoraParams,
     outputs=("lora", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
     isolated=True,

@@ -32,10 +32,8 @@ def _voice_prefix(ctx: TaskContext, p: RenderVideoParams) -> str | None:
     return key.rsplit("/", 1)[0] + "/" if not key.endswith("/") else key
 
 
-@registry.task(
+@registry.builtin(
     "render_video",
-    plane="data",
-    params=RenderVideoParams,
     outputs=("video", "poster", "frames", "fps", "hasAudio"),
     gpu=True,
     isolated=True,

@@ -39,10 +39,8 @@ def _clips(ctx: TaskContext) -> tuple[list[Any], list[str]]:
     return clips, texts
 
 
-@registry.task(
+@registry.builtin(
     "train_voice",
-    plane="data",
-    params=TrainVoiceParams,
     outputs=("voiceDir", "files", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
     isolated=True,
