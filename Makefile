@@ -28,7 +28,7 @@ system: ## install missing system packages (redis-server)
 	@infra/dev/system-deps.sh
 
 run: system install ## start Redis, S3, control and worker in the foreground (Ctrl-C stops all)
-	$(PY) -m common.devstack
+	$(PY) -m infra.dev.devstack
 
 demo: system install ## a studio job on generated samples into ./demo-output/ (starts the stack if needed)
 	$(VENV)/bin/biplane demo

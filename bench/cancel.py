@@ -21,7 +21,7 @@ from bench.stack import Stack, stack
 from common.bridge import Bridge, connect
 from common.events import EventLog
 from common.executor import request_cancel, submit
-from common.jobs import TERMINAL, JobStore
+from common.jobs import FINAL_STATUSES, JobStore
 from common.keys import Keys
 from common.models.event_schema import Event
 from common.models.graph_schema import GraphDocument
@@ -75,7 +75,7 @@ class Client:
         await self.wait(job_id, when)
         asked = time.time()
         await request_cancel(self.bridge, job_id)
-        end = await self.wait(job_id, lambda e: e.kind == "status" and e.status in TERMINAL, 120)
+        end = await self.wait(job_id, lambda e: e.kind == "status" and e.status in FINAL_STATUSES, 120)
         firsts: dict[str, float] = {}
         for e in await self.events.replay(job_id):
             if e.phase and e.phase not in firsts:

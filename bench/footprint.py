@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from bench.stack import ROOT, rss_bytes, stack
-from common.devstack import free_port, ready
+from infra.dev.devstack import free_port, ready
 
 MB = 1024 * 1024
 

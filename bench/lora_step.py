@@ -27,7 +27,7 @@ def _pngs(n: int, size: int) -> list[bytes]:
 
 
 def measure(models: Path, precision: str, args: argparse.Namespace) -> tuple[str, str, str]:
-    from common.services import TrainLoraParams
+    from common.params import TrainLoraParams
     from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
     from worker.ml.lora import LoraTrainer
 
@@ -73,7 +73,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace | None = None) -> list[tuple[str, str, str]]:
     import torch
 
-    from worker.ml.demo import ensure_demo_models
+    from worker.ml.demo_models import ensure_demo_models
 
     args = args or parse([])
     torch.set_num_threads(args.threads)

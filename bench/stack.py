@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.devstack import RedisServer, S3Server, free_port, ready, stop_process, wait_until
+from infra.dev.devstack import RedisServer, S3Server, free_port, ready, stack_env, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
@@ -65,11 +65,7 @@ def stack(**settings: str) -> Iterator[Stack]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
         env.update(
             {
-                "BIPLANE_REDIS_URL": redis.url,
-                "BIPLANE_S3_ENDPOINT": s3.endpoint,
-                "BIPLANE_S3_ACCESS_KEY": s3.access_key,
-                "BIPLANE_S3_SECRET_KEY": s3.secret_key,
-                "BIPLANE_BUCKET": s3.bucket,
+                **stack_env(redis, s3),
                 "BIPLANE_API_KEYS": API_KEY,
                 "BIPLANE_RATE_LIMIT_PER_MINUTE": "100000",
                 "PYTHONPATH": str(ROOT),

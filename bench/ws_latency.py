@@ -25,13 +25,13 @@ from websockets.frames import Frame, Opcode
 
 from bench.stack import API_KEY, stack
 from common.bridge import connect
-from common.devstack import free_port
 from common.events import EventLog
 from common.jobs import JobStore
 from common.keys import Keys
 from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from control.auth import owner_of
+from infra.dev.devstack import free_port
 
 GRAPH = GraphDocument.model_validate(
     {

@@ -102,7 +102,7 @@ class ChildSpec:
     service: str
     attempt: int
     settings: Settings
-    context: dict[str, Any]
+    job_inputs: dict[str, Any]
     inputs: dict[str, dict[str, Any]]
     memory_limit_bytes: int
     scratch: str
@@ -153,7 +153,7 @@ def _child_main(conn: Connection, spec: ChildSpec) -> None:
             attempt=spec.attempt,
             settings=spec.settings,
             storage=Storage(spec.settings),
-            context=spec.context,
+            job_inputs=spec.job_inputs,
             inputs=spec.inputs,
             emit=emit,
             cancel=cancel,

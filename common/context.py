@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import paths
 from common.errors import JobCanceled
 from common.models.artifact_schema import ArtifactMeta
 from common.settings import Settings
@@ -19,7 +20,8 @@ from common.storage import Storage
 class TaskContext:
     """One node run. Methods are safe to call from the task's worker thread.
 
-    `inputs` holds the outputs of the node's dependencies by node id; `context` the job-wide inputs.
+    `inputs` holds the outputs of the node's dependencies by node id; `job_inputs` the job-wide inputs (the
+    graph's `context`).
     """
 
     job_id: str
@@ -28,7 +30,7 @@ class TaskContext:
     attempt: int
     settings: Settings
     storage: Storage | None
-    context: dict[str, Any]
+    job_inputs: dict[str, Any]
     inputs: dict[str, dict[str, Any]]
     emit: Callable[[dict[str, Any]], None]
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -88,7 +90,7 @@ class TaskContext:
             raise JobCanceled(f"job {self.job_id} canceled")
 
     def artifact_key(self, name: str) -> str:
-        return f"jobs/{self.job_id}/{self.node_id}/{name}"
+        return paths.node_key(self.job_id, self.node_id, name)
 
     def put_artifact(
         self, name: str, data: bytes | Path, content_type: str | None = None, *, preview: bool = False

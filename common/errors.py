@@ -15,12 +15,6 @@ class BiplaneError(Exception):
         self.pointer = pointer
 
 
-class DecodeError(BiplaneError):
-    """A stream entry or message that cannot be parsed."""
-
-    code = "decode_error"
-
-
 class PlanError(BiplaneError):
     """A graph that fails validation; pointer names the offending part (JSON pointer)."""
 
@@ -43,13 +37,6 @@ class JobCanceled(BiplaneError):
     """Raised inside a task when the job's cancel flag is set."""
 
     code = "canceled"
-    status = 409
-
-
-class LeaseLost(BiplaneError):
-    """Another consumer took the job's lease: stop working on it."""
-
-    code = "lease_lost"
     status = 409
 
 

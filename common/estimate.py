@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from common.models.graph_schema import GraphDocument
 from common.models.manifest_schema import CapabilityManifest, StepSeconds
-from common.services import CATALOG, RenderVideoParams, TrainLoraParams, TrainVoiceParams
+from common.params import CATALOG, RenderVideoParams, TrainLoraParams, TrainVoiceParams
 
 #: A kind of worker: (device kind "cpu" | "cuda", demo models).
 Kind = tuple[str, bool]

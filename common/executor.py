@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError, RedisError, TimeoutError
 from common import metrics
 from common.bridge import BadEntry, Bridge, Entry
 from common.events import EventLog, body
-from common.jobs import TERMINAL, JobStore, overall_progress, record_from_hash
+from common.jobs import FINAL_STATUSES, JobStore, overall_progress, record_from_hash
 from common.keys import Keys
 from common.models.graph_schema import Plane
 from common.models.job_schema import JobRecord
@@ -209,7 +209,7 @@ class Executor:
             if job is None:
                 await self.bridge.dead_letter(BadEntry(e.plane, e.id, {"job": e.job_id}, "unknown job"))
                 return "dead_letter"
-            if job.status not in TERMINAL:
+            if job.status not in FINAL_STATUSES:
                 if canceled:
                     job = await self._end_canceled(job)
                 elif nodes := ready_nodes(job, self.plane):
@@ -312,7 +312,7 @@ class Executor:
 
     async def _advance(self, job: JobRecord) -> tuple[str, tuple[Plane, str] | None]:
         """After a round: finish the job, or name the plane (and job state) to hand it to."""
-        if job.status in TERMINAL:
+        if job.status in FINAL_STATUSES:
             return "finished", None
         if all(n.status == "completed" for n in job.graph.nodes):
             if await self.store.set_status(job.job_id, "completed"):
@@ -362,6 +362,3 @@ async def request_cancel(bridge: Bridge, job_id: str) -> None:
     """Flag the job; a running plane stops within a second, and control ends a queued job."""
     await bridge.request_cancel(job_id)
     await bridge.enqueue("control", job_id, "cancel")
-
-
-__all__ = ["EventLog", "Executor", "request_cancel", "state_token", "submit"]

@@ -10,27 +10,31 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, get_args
 
 from redis.asyncio import Redis
 
 from common.events import EMIT_FUNCTION, EventLog, body
 from common.keys import Keys
 from common.models.graph_schema import GraphDocument, NodeStatus
-from common.models.job_schema import JobRecord, JobStatus
+from common.models.job_schema import FinalStatus, JobRecord, JobStatus
 
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "canceled"})
-NODE_DONE: frozenset[str] = frozenset({"completed", "failed", "skipped", "canceled"})
+#: The statuses a job never leaves, as the job schema states them.
+FINAL_STATUSES: frozenset[str] = frozenset(get_args(FinalStatus.__value__))
 
 # Each script changes the record and appends its event(s) in one atomic round trip (EMIT_FUNCTION).
 # KEYS: job, seq, events, channel (+ indexes for create).
 
 # Move the job to a status unless it already ended (or is in it): 1 when it moved and emitted its event.
-TRANSITION_FUNCTION = """
+TRANSITION_FUNCTION = (
+    "local FINAL = {"
+    + ", ".join(f"{s} = true" for s in sorted(FINAL_STATUSES))
+    + "}\n"
+    + """
 local function transition(status, now, err, ttl, event, maxlen)
   local cur = redis.call('HGET', KEYS[1], 'status')
   if not cur then return -1 end
-  if cur == 'completed' or cur == 'failed' or cur == 'canceled' or cur == status then return 0 end
+  if FINAL[cur] or cur == status then return 0 end
   redis.call('HSET', KEYS[1], 'status', status, 'updatedAt', now)
   if status == 'completed' then redis.call('HSET', KEYS[1], 'progress', '1') end
   if err ~= '' then redis.call('HSET', KEYS[1], 'error', err) end
@@ -39,6 +43,7 @@ local function transition(status, now, err, ttl, event, maxlen)
   return 1
 end
 """
+)
 
 # ARGV: status, now, error, ttl, event body, events maxlen.
 _TRANSITION = EMIT_FUNCTION + TRANSITION_FUNCTION + "return transition(unpack(ARGV, 1, 6))"
@@ -145,7 +150,7 @@ class JobStore:
 
     async def set_status(self, job_id: str, status: JobStatus, error: str | None = None) -> bool:
         """Move the job to status (never out of a final one) and emit a `status` event when it moved."""
-        ttl = self.ttl if status in TERMINAL else 0
+        ttl = self.ttl if status in FINAL_STATUSES else 0
         event = body(job_id, "status", {"status": status, "error": error})
         moved = await self._transition(
             keys=[self.keys.job(job_id), *self.events.script_keys(job_id)],

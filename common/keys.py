@@ -59,6 +59,10 @@ class Keys:
         """Dedupe key of one handoff: the same job state is pushed to a plane once."""
         return f"{self.prefix}:job:{check_job_id(job_id)}:handoff:{plane}:{token}"
 
+    def webhook_claim(self, job_id: str, status: str) -> str:
+        """Set once by the control process that delivers the job's webhook for this status."""
+        return f"{self.prefix}:job:{check_job_id(job_id)}:webhook:{status}"
+
     def jobs_index(self) -> str:
         """Sorted set of every job id by creation time."""
         return f"{self.prefix}:jobs"

@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from common import paths
 from common.errors import NotFound, PlanError
 from common.jobs import JobStore
 from common.keys import JOB_ID
 from common.models.graph_schema import GraphDocument, Node
 
 #: `jobs/<segment>/` where it starts a key or follows a non-id character (`s3://bucket/jobs/...`).
-_KEY_JOB = re.compile(r"(?<![A-Za-z0-9_-])jobs/([^/\s]*)/")
+_KEY_JOB = re.compile(rf"(?<![A-Za-z0-9_-]){paths.ROOT}/([^/\s]*)/")
 #: `.`/`..` segments or backslashes: a key that could leave the folder it names.
 _UNSAFE = re.compile(r"(^|/)\.{1,2}(/|$)|\\")
 
@@ -50,7 +51,7 @@ def references(value: Any, pointer: str = "") -> dict[str, str]:
             stack.extend((v, f"{at}/{_escape(str(k))}") for k, v in item.items() if k != "job")
         elif isinstance(item, list):
             stack.extend((v, f"{at}/{i}") for i, v in enumerate(item))
-        elif isinstance(item, str) and "jobs/" in item:
+        elif isinstance(item, str) and f"{paths.ROOT}/" in item:
             matches = list(_KEY_JOB.finditer(item))
             if matches and _UNSAFE.search(item):
                 raise InvalidReference("object keys may not contain '.', '..' or '\\' segments", pointer=at)

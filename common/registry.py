@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from common.context import TaskContext
 from common.models.graph_schema import Plane
 from common.models.manifest_schema import CapabilityManifest, ServiceCapability
+from common.params import CATALOG
 
 TaskFn = Callable[[TaskContext, Any], dict[str, Any] | None | Awaitable[dict[str, Any] | None]]
 
@@ -72,6 +73,11 @@ class Registry:
             return fn
 
         return register
+
+    def builtin(self, name: str, **kwargs: Any) -> Callable[[TaskFn], TaskFn]:
+        """`task` for a built-in service: its plane and params model are those common/params.py's CATALOG states."""
+        plane, params = CATALOG[name]
+        return self.task(name, plane=plane, params=params, **kwargs)
 
     def add(self, task: Task) -> None:
         if not _NAME.fullmatch(task.name):

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from common.keys import Keys
+from common.plane import PlaneState, create_plane_app
 from common.registry import Registry, load_modules
-from common.service import PlaneState, create_plane_app
 from common.settings import Settings
 from control import errors, metrics
 from control.bodies import BodyGuard
@@ -18,7 +18,7 @@ from control.deps import Control
 from control.hub import Hub
 from control.metrics import HttpMetrics
 from control.planner import Planner
-from control.routes import jobs, meta, submit, ws
+from control.routes import artifacts, events, forms, jobs, meta, ws
 from control.tasks import registry as control_tasks
 from control.webhooks import Webhooks
 
@@ -81,8 +81,10 @@ def create_app(settings: Settings) -> FastAPI:
         background=(run_hub, count_workers),
         on_stop=(stop_webhooks,),
     )
-    app.include_router(submit.router)
+    app.include_router(forms.router)
     app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(artifacts.router)
     app.include_router(meta.router)
     app.include_router(ws.router)
     errors.install(app)

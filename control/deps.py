@@ -12,7 +12,7 @@ from common.events import EventLog
 from common.jobs import JobStore
 from common.keys import JOB_ID, Keys
 from common.models.job_schema import JobRecord
-from common.service import PlaneState
+from common.plane import PlaneState
 from common.settings import Settings
 from common.storage import Storage
 from control.auth import authenticate, bearer

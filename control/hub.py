@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, TimeoutError
 
 from common.events import EventLog
+from common.jobs import FINAL_STATUSES
 from common.keys import Keys
 from control import metrics
 from control.wsserver import prepare
@@ -24,7 +25,6 @@ log = structlog.get_logger(__name__)
 RESYNC: dict[str, Any] = {"resync": True}
 #: Put in a follower's queue when the hub delivered the final event itself: the reader ends.
 END: dict[str, Any] = {"end": True}
-FINAL = frozenset({"completed", "failed", "canceled"})
 FRAME_CACHE = 4096  #: encoded frames kept for fan-out
 
 #: A direct receiver of live events: prepared frame bytes -> taken now?
@@ -111,7 +111,7 @@ class Hub:
     def _dispatch(self, raw: bytes) -> None:
         event = json.loads(raw)
         seq, sent = event.get("seq", 0), 0
-        final = event.get("kind") == "status" and event.get("status") in FINAL
+        final = event.get("kind") == "status" and event.get("status") in FINAL_STATUSES
         for f in self._followers.get(event.get("jobId", ""), ()):
             # Direct only when it keeps the order: the reader is idle and this is the very next seq.
             if f.parked and f.sink is not None and seq == f.last + 1 and f.sink(self.frame(event)[1]):
@@ -139,7 +139,7 @@ class Hub:
             for ev in await self.events.replay(job_id, since):
                 yield _wire(ev)
                 last = ev.seq
-                if ev.kind == "status" and ev.status in FINAL:
+                if ev.kind == "status" and ev.status in FINAL_STATUSES:
                     return
             while True:
                 f.last, f.parked = last, True
@@ -153,14 +153,14 @@ class Hub:
                     for ev in await self.events.replay(job_id, last):
                         yield _wire(ev)
                         last = ev.seq
-                        if ev.kind == "status" and ev.status in FINAL:
+                        if ev.kind == "status" and ev.status in FINAL_STATUSES:
                             return
                     continue
                 if item["seq"] <= last:
                     continue
                 yield item
                 last = item["seq"]
-                if item.get("kind") == "status" and item.get("status") in FINAL:
+                if item.get("kind") == "status" and item.get("status") in FINAL_STATUSES:
                     return
         finally:
             self.close(f)

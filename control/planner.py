@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 from common.errors import PlanError
 from common.models.graph_schema import GraphDocument, Plane
 from common.models.manifest_schema import CapabilityManifest
+from common.params import CATALOG
 from common.registry import Registry
-from common.services import CATALOG
 from common.settings import Settings
 from control.errors import pointer_of
 

@@ -60,7 +60,7 @@ class Webhooks:
         job = await self.store.load(job_id)
         if job is None or not job.webhook:
             return
-        claim = f"{self.keys.job(job_id)}:webhook:{status}"
+        claim = self.keys.webhook_claim(job_id, status)
         if not await self.store.redis.set(claim, "1", nx=True, ex=self.settings.job_ttl_seconds):
             return  # another control process delivers it
         body = json.dumps(

@@ -1,1 +1,1 @@
-"""Biplane web UI (NiceGUI): new job, jobs list and a live job page, talking to control via common.client."""
+"""Biplane web UI (NiceGUI): new job, jobs list and a live job page, talking to control via client.api."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from common import paths
+from common.jobs import FINAL_STATUSES
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
 
-FINAL = frozenset({"completed", "failed", "canceled"})
 LOG_LINES = 500  #: log lines kept per page
 LOSS_POINTS = 2000  #: loss points kept per node (older ones are thinned out)
 
@@ -89,7 +90,7 @@ class JobView:
 
     @property
     def final(self) -> bool:
-        return self.status in FINAL
+        return self.status in FINAL_STATUSES
 
     def apply(self, event: Event) -> None:
         if event.seq <= self.seq:
@@ -135,8 +136,7 @@ class JobView:
 
 def artifact_path(job_id: str, artifact: ArtifactMeta) -> str:
     """The artifact's name relative to the job folder (`train_lora/samples/0001.png`), from its S3 key."""
-    prefix = f"jobs/{job_id}/"
-    return artifact.key[len(prefix) :] if artifact.key.startswith(prefix) else (artifact.name or artifact.key)
+    return paths.relative(job_id, artifact.key) or artifact.name or artifact.key
 
 
 def media_kind(content_type: str) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
-from common.client import ApiError, AsyncClient
+from client.api import AsyncClient, RemoteError
 from common.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -66,7 +66,7 @@ class ControlLink:
     async def refresh_capabilities(self) -> None:
         try:
             caps = await self.client.capabilities()
-        except (ApiError, httpx.HTTPError) as e:
+        except (RemoteError, httpx.HTTPError) as e:
             log.warning("capabilities unavailable", error=repr(e))
             return
         self.capabilities = caps

@@ -14,9 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from common.bridge import connect
-from common.devstack import RedisServer, S3Server, free_port, ready, stop_process, wait_until
 from common.settings import Settings
 from common.storage import Storage
+from infra.dev.devstack import RedisServer, S3Server, free_port, ready, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

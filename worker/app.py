@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from common import childproc
 from common.estimate import Worker
 from common.models.manifest_schema import StepSeconds
+from common.plane import PlaneState, create_plane_app
 from common.registry import Registry, load_modules
-from common.service import PlaneState, create_plane_app
 from common.settings import Settings
 from worker import metrics
 from worker.ml.device import auto_precision, describe

@@ -9,7 +9,19 @@ from typing_extensions import TypeAliasType
 
 from . import graph_schema
 
-JobStatus = TypeAliasType("JobStatus", Literal["queued", "running", "completed", "failed", "canceled"])
+ActiveStatus = TypeAliasType("ActiveStatus", Literal["queued", "running"])
+
+
+FinalStatus = TypeAliasType("FinalStatus", Literal["completed", "failed", "canceled"])
+"""
+A job in one of these statuses never changes again.
+"""
+
+
+JobStatus = TypeAliasType("JobStatus", ActiveStatus | FinalStatus)
+"""
+queued and running lead to exactly one final status.
+"""
 
 
 class JobRecord(BaseModel):

@@ -1,31 +1,22 @@
-"""Reading and steering jobs: list, get, cancel, events (SSE), artifacts."""
+"""Jobs as a resource: submit a graph (POST /api/jobs), list, get, cancel."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from common.errors import NotFound
 from common.executor import request_cancel
-from common.jobs import TERMINAL
-from common.keys import MAX_SEQ
-from common.models.artifact_schema import ArtifactMeta
-from common.models.job_schema import JobRecord
-from control.deps import Control, ControlDep, OwnerDep
+from common.jobs import FINAL_STATUSES, new_job_id
+from common.models.job_schema import JobRecord, JobStatus
+from control.bodies import BoundedJsonRoute
+from control.deps import ControlDep, OwnerDep
 from control.errors import ApiError
+from control.submission import ACCEPTED, IdemHeader, accept, fingerprint, webhook_url
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
-
-#: S3's limit on object keys.
-MAX_KEY_BYTES = 1024
-#: Objects under a job's folder that are not results.
-_NOT_ARTIFACTS = ("/inputs/", "/checkpoints/")
 
 
 class JobPage(BaseModel):
@@ -33,19 +24,11 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(None, alias="nextCursor")
 
 
-class ArtifactList(BaseModel):
-    job_id: str = Field(alias="jobId")
-    items: list[ArtifactMeta]
-
-
-Status = Literal["queued", "running", "completed", "failed", "canceled"]
-
-
 @router.get("", response_model=JobPage, response_model_by_alias=True, response_model_exclude_none=True)
 async def list_jobs(
     c: ControlDep,
     owner: OwnerDep,
-    status: Status | None = None,
+    status: JobStatus | None = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=64, pattern=r"^\d+(\.\d+)?$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -79,103 +62,34 @@ async def get_job(job_id: str, c: ControlDep, owner: OwnerDep) -> JobRecord:
 async def cancel_job(job_id: str, c: ControlDep, owner: OwnerDep) -> JSONResponse:
     """Ask the job to stop; a running task stops at its next step. Final jobs answer 409."""
     job = await c.owned_job(job_id, owner)
-    if job.status in TERMINAL:
+    if job.status in FINAL_STATUSES:
         raise ApiError(409, "conflict", f"job already {job.status}")
     await request_cancel(c.bridge, job_id)
     return JSONResponse({"jobId": job_id, "status": "canceling"}, 202)
 
 
-@router.get(
-    "/{job_id}/events",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
-)
-async def job_events(
-    job_id: str,
+async def submit_graph(
     c: ControlDep,
     owner: OwnerDep,
-    since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-) -> StreamingResponse:
-    """The job's events as SSE: a `snapshot` first, then every event (`id` = seq) until the job ends."""
-    job = await c.owned_job(job_id, owner)
-    start = since
-    if start is None and last_event_id is not None and last_event_id.isdigit() and int(last_event_id) <= MAX_SEQ:
-        start = int(last_event_id)
-    return StreamingResponse(
-        _sse(c, job, start),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    doc: Annotated[dict[str, Any], Body(description="A biplane.graph.v1 document")],
+    webhook: Annotated[str | None, Query(max_length=2000)] = None,
+    idempotency_key: IdemHeader = None,
+) -> JSONResponse:
+    manifests = await c.bridge.live_manifests(3 * c.settings.heartbeat_seconds)
+    graph = c.planner.validate(doc, manifests)
+    job_id = new_job_id()
+    graph = graph.model_copy(update={"job_id": job_id})
+    fp = fingerprint("jobs", [doc, webhook])
+    return await accept(c, owner, idempotency_key, fp, job_id, graph, [], await webhook_url(c, webhook))
 
 
-async def _sse(c: Control, job: JobRecord, since: int | None) -> AsyncIterator[str]:
-    seq = await c.events.last_seq(job.job_id)
-    snapshot = await c.store.load(job.job_id) or job
-    yield f"event: snapshot\ndata: {snapshot.model_dump_json(by_alias=True)}\n\n"
-    events = c.hub.follow(job.job_id, seq if since is None else since)
-    try:
-        while True:
-            try:
-                ev = await asyncio.wait_for(anext(events), timeout=c.settings.ws_heartbeat_seconds)
-            except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
-            except StopAsyncIteration:
-                return
-            yield f"id: {ev['seq']}\nevent: {ev['kind']}\ndata: {json.dumps(ev, separators=(',', ':'))}\n\n"
-    finally:
-        await events.aclose()
-
-
-@router.get(
-    "/{job_id}/artifacts", response_model=ArtifactList, response_model_by_alias=True, response_model_exclude_none=True
+# A JSON body: its depth is checked before FastAPI parses it (BoundedJsonRoute), like every submission.
+router.add_api_route(
+    "",
+    submit_graph,
+    methods=["POST"],
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Submit a whole graph document",
+    route_class_override=BoundedJsonRoute,
 )
-async def list_artifacts(job_id: str, c: ControlDep, owner: OwnerDep) -> dict[str, Any]:
-    """Results with name, size, sha256, content type and a short-lived download URL."""
-    await c.owned_job(job_id, owner)
-    items = await asyncio.to_thread(_artifacts, c, job_id)
-    return {"jobId": job_id, "items": items}
-
-
-def _artifacts(c: Control, job_id: str) -> list[ArtifactMeta]:
-    prefix = f"jobs/{job_id}/"
-    out = []
-    for key in sorted(c.storage.list(prefix)):
-        if any(part in key[len(prefix) - 1 :] for part in _NOT_ARTIFACTS):
-            continue
-        try:
-            meta = c.storage.stat(key)
-        except NotFound:
-            continue  # deleted between list and stat
-        out.append(meta.model_copy(update={"name": key[len(prefix) :], "url": c.storage.presigned_get(key)}))
-    return out
-
-
-@router.get(
-    "/{job_id}/artifacts/{name:path}",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The artifact's bytes"}},
-)
-async def download_artifact(job_id: str, name: str, c: ControlDep, owner: OwnerDep) -> StreamingResponse:
-    """Download one artifact through control (for clients that cannot reach S3)."""
-    await c.owned_job(job_id, owner)
-    key = f"jobs/{job_id}/{name}"
-    if (
-        ".." in name.split("/")
-        or any(part in f"/{name}" for part in _NOT_ARTIFACTS)
-        or len(key.encode()) > MAX_KEY_BYTES
-        or any(ord(ch) < 32 for ch in name)
-    ):  # no object can have this name: S3 would refuse it (an error, not an answer)
-        raise ApiError(404, "not_found", "no such artifact")
-    try:
-        meta = await asyncio.to_thread(c.storage.stat, key)
-    except NotFound as e:
-        raise ApiError(404, "not_found", "no such artifact") from e
-    data = await asyncio.to_thread(c.storage.get_bytes, key)
-    filename = name.rsplit("/", 1)[-1].replace('"', "")
-    return StreamingResponse(
-        iter([data]),
-        media_type=meta.content_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Checksum-Sha256": meta.sha256},
-    )

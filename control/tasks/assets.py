@@ -10,8 +10,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.context import TaskContext
 from common.errors import TaskInputError
+from common.params import PrepareAssetsParams
 from common.registry import Registry
-from common.services import PrepareAssetsParams
 
 registry = Registry()
 
@@ -43,15 +43,13 @@ def check_clip(data: bytes) -> float:
     return float(info.frames / info.samplerate)
 
 
-@registry.task(
-    "prepare_assets", plane="control", params=PrepareAssetsParams, outputs=("images", "clips", "transcripts")
-)
+@registry.builtin("prepare_assets", outputs=("images", "clips", "transcripts"))
 def prepare_assets(ctx: TaskContext, p: PrepareAssetsParams) -> dict[str, Any]:
     """Decode every image under a pixel limit, orient, crop/resize to the training size; check audio."""
     assert ctx.storage is not None
-    images = list(ctx.context.get("images") or [])
-    clips = list(ctx.context.get("clips") or [])
-    transcripts = [str(t).strip() for t in ctx.context.get("transcripts") or []]
+    images = list(ctx.job_inputs.get("images") or [])
+    clips = list(ctx.job_inputs.get("clips") or [])
+    transcripts = [str(t).strip() for t in ctx.job_inputs.get("transcripts") or []]
     if len(transcripts) != len(clips) or any(not t for t in transcripts):
         raise TaskInputError("every clip needs a non-empty transcript")
     prepared = []
@@ -77,9 +75,9 @@ def prepare_assets(ctx: TaskContext, p: PrepareAssetsParams) -> dict[str, Any]:
     return {
         "images": prepared,
         "resolution": p.resolution,
-        "prompt": ctx.context.get("prompt", ""),
+        "prompt": ctx.job_inputs.get("prompt", ""),
         "clips": clips,
         "clipSeconds": seconds,
         "transcripts": transcripts,
-        "narration": ctx.context.get("narration"),
+        "narration": ctx.job_inputs.get("narration"),
     }

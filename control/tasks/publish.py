@@ -6,26 +6,23 @@ import json
 import time
 from typing import Any
 
+from common import paths
 from common.context import TaskContext
+from common.params import PublishArtifactsParams
 from common.registry import Registry
-from common.services import PublishArtifactsParams
 
 registry = Registry()
 
-#: Folders under a job that hold inputs or resumable state, not results.
-SKIP = ("inputs/", "checkpoints/")
 
-
-@registry.task("publish_artifacts", plane="control", params=PublishArtifactsParams, outputs=("manifest",))
+@registry.builtin("publish_artifacts", outputs=("manifest",))
 def publish_artifacts(ctx: TaskContext, p: PublishArtifactsParams) -> dict[str, Any]:
     """List every result object of the job with size and sha256 into jobs/<id>/manifest.json."""
     assert ctx.storage is not None
-    prefix = f"jobs/{ctx.job_id}/"
-    manifest_key = f"{prefix}manifest.json"
+    manifest_key = paths.manifest_key(ctx.job_id)
     artifacts = []
-    for key in sorted(ctx.storage.list(prefix)):
-        rel = key[len(prefix) :]
-        if key == manifest_key or any(part in f"/{rel}" for part in ("/" + s for s in SKIP)):
+    for key in sorted(ctx.storage.list(paths.job_prefix(ctx.job_id))):
+        rel = paths.relative(ctx.job_id, key)
+        if rel is None or key == manifest_key or not paths.is_result(rel):
             continue
         meta = ctx.storage.stat(key)
         artifacts.append({**meta.model_dump(by_alias=True, mode="json", exclude_none=True), "name": rel})
@@ -35,7 +32,7 @@ def publish_artifacts(ctx: TaskContext, p: PublishArtifactsParams) -> dict[str, 
         {
             "kind": "artifact",
             "nodeId": ctx.node_id,
-            "artifact": {**meta.model_dump(by_alias=True, mode="json"), "name": "manifest.json"},
+            "artifact": {**meta.model_dump(by_alias=True, mode="json"), "name": paths.MANIFEST},
         }
     )
     return {"manifest": meta.model_dump(by_alias=True, mode="json"), "artifacts": len(artifacts)}

@@ -12,7 +12,7 @@ import httpx
 import structlog
 from nicegui import background_tasks, ui
 
-from common.client import ApiError
+from client.api import RemoteError
 from common.models.artifact_schema import ArtifactMeta
 from frontend.files import file_url
 from frontend.format import duration, human_bytes, percent, status_color
@@ -140,7 +140,7 @@ class JobPage:
                     self.view.apply(event)
                     self.dirty = True
                 return
-            except ApiError as e:
+            except RemoteError as e:
                 if e.status == 404:
                     self.view.error = "this job no longer exists"
                     self.dirty = True
@@ -214,7 +214,7 @@ class JobPage:
     async def load_artifacts(self) -> None:
         try:
             items = await self.link.client.artifacts(self.view.job_id)
-        except (ApiError, httpx.HTTPError) as e:
+        except (RemoteError, httpx.HTTPError) as e:
             log.info("artifact list unavailable", job_id=self.view.job_id, error=repr(e))
             self.view.artifacts_changed = True  # try again on a later render
             await asyncio.sleep(RETRY_SECONDS)
@@ -267,7 +267,7 @@ class JobPage:
     async def cancel(self) -> None:
         try:
             await self.link.client.cancel(self.view.job_id)
-        except ApiError as e:
+        except RemoteError as e:
             ui.notify(f"Cannot cancel: {e.message}", type="warning")
             return
         except httpx.HTTPError as e:
@@ -279,7 +279,7 @@ class JobPage:
 async def page(link: ControlLink, job_id: str) -> None:
     try:
         record = await link.client.job(job_id)
-    except ApiError as e:
+    except RemoteError as e:
         ui.label(f"Job {job_id}: {e.message}").classes("q-pa-md text-negative").props("data-testid=job-missing")
         return
     except httpx.HTTPError as e:

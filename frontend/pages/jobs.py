@@ -6,7 +6,7 @@ import httpx
 import structlog
 from nicegui import ui
 
-from common.client import ApiError
+from client.api import RemoteError
 from common.models.job_schema import JobRecord
 from frontend.format import age, percent, status_color
 from frontend.link import ControlLink
@@ -61,7 +61,7 @@ class JobsList:
     async def refresh(self) -> None:
         try:
             jobs, _ = await self.link.client.jobs(limit=PAGE_SIZE)
-        except (ApiError, httpx.HTTPError) as e:
+        except (RemoteError, httpx.HTTPError) as e:
             self.problem.set_text(f"Cannot list jobs right now ({e}); retrying.")
             return
         self.problem.set_text("")

@@ -18,9 +18,9 @@ import structlog
 from nicegui import events, ui
 from pydantic import ValidationError
 
-from common.client import ApiError
+from client.api import RemoteError
 from common.estimate import merge_options, options_text
-from common.services import TrainLoraParams
+from common.params import TrainLoraParams
 from frontend import sizing
 from frontend.format import human_bytes
 from frontend.link import ControlLink
@@ -71,7 +71,7 @@ def option_defaults(recommended: dict[str, Any] | None = None) -> dict[str, Any]
     return defaults | {k: v for k, v in (recommended or {}).items() if k in OPTIONS}
 
 
-def explain(e: ApiError) -> str:
+def explain(e: RemoteError) -> str:
     """One sentence for a refused submission: what went wrong, where, and the server's own words."""
     heading = _HEADINGS.get(e.status, "The control plane refused the job")
     where = f" (field {e.pointer.lstrip('/')})" if e.pointer else ""
@@ -367,7 +367,7 @@ class NewJobForm:
                 voice_options=sizing.recommended(caps, "train_voice") if studio else None,
                 video_options=sizing.recommended(caps, "render_video") if studio else None,
             )
-        except ApiError as err:
+        except RemoteError as err:
             self.show_error(explain(err))
             return
         except httpx.HTTPError as err:

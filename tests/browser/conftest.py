@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from common.devstack import RedisServer, S3Server
 from common.settings import Settings
+from infra.dev.devstack import RedisServer, S3Server
 from tests.browser.stack import Frontend, start_worker, ui_settings
 from tests.conftest import ROOT, Plane
 

@@ -14,8 +14,8 @@ import time
 from PIL import Image
 
 from common.context import TaskContext
+from common.params import TrainLoraParams
 from common.registry import Registry
-from common.services import TrainLoraParams
 
 registry = Registry()
 

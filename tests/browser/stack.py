@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from common.devstack import RedisServer, S3Server, free_port, stop_process, wait_until
 from common.settings import Settings
+from infra.dev.devstack import RedisServer, S3Server, free_port, stop_process, wait_until
 from tests.conftest import Plane, make_settings, settings_env
 from worker.tasks import registry as worker_tasks
 

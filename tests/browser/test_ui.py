@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from common.devstack import wait_until
+from infra.dev.devstack import wait_until
 from tests.browser.conftest import UiStack
 from tests.browser.stack import API_KEY, LORA_OPTIONS, REAL_LORA, submit_lora
-from tests.support.api import client, png
+from tests.support.api import client
+from tests.support.media import png
 
 pytestmark = pytest.mark.browser
 

@@ -82,7 +82,7 @@ def test_train_follow_then_download_matches_the_manifest(
     settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
 ) -> None:
     from tests.browser.stack import LORA_OPTIONS, REAL_LORA
-    from tests.support.api import png
+    from tests.support.media import png
 
     control = plane_factory("control", settings)
     extra = {} if REAL_LORA else {"BIPLANE_TASK_MODULES": "tests.browser.fake_lora", "FAKE_LORA_STEP_SECONDS": "0.05"}
@@ -115,7 +115,7 @@ def test_train_follow_then_download_matches_the_manifest(
 def test_train_starts_from_the_recommendation_and_prints_the_estimate_and_warnings(
     settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
 ) -> None:
-    from tests.support.api import png
+    from tests.support.media import png
 
     control = plane_factory("control", settings)
     plane_factory("worker", settings.model_copy(update={"demo_model_dir": tmp_path / "demo-models"}))

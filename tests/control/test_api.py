@@ -17,22 +17,22 @@ import websockets
 from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
-from common.devstack import free_port
+from common.jobs import FINAL_STATUSES
 from common.settings import Settings
 from common.storage import Storage
 from control.webhooks import signing_secret
+from infra.dev.devstack import free_port
 from tests.conftest import Plane
-from tests.support.api import client, graph_doc, png, ws_follow
+from tests.support.api import client, graph_doc, ws_follow
 from tests.support.jobs import Harness
-
-FINAL = ("completed", "failed", "canceled")
+from tests.support.media import png
 
 
 def wait_final(api: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
     with api.stream("GET", f"/api/jobs/{job_id}/events", timeout=timeout) as resp:
         assert resp.status_code == 200
         for line in resp.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:]).get("status") in FINAL:
+            if line.startswith("data:") and json.loads(line[5:]).get("status") in FINAL_STATUSES:
                 break
     return dict(api.get(f"/api/jobs/{job_id}").json())
 

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import threading
-import zlib
 
-import numpy as np
 import pytest
-import soundfile
 from PIL import Image
 
 from common.context import TaskContext
 from common.errors import TaskInputError
-from common.services import PrepareAssetsParams, PublishArtifactsParams
+from common.params import PrepareAssetsParams, PublishArtifactsParams
 from common.settings import Settings
 from common.storage import Storage
 from control.tasks.assets import prepare_assets, prepare_image
 from control.tasks.publish import publish_artifacts
+from tests.support.media import bomb_png, wav
 
 
 def ctx(settings: Settings, storage: Storage, context: dict, events: list) -> TaskContext:
@@ -30,7 +27,7 @@ def ctx(settings: Settings, storage: Storage, context: dict, events: list) -> Ta
         attempt=1,
         settings=settings,
         storage=storage,
-        context=context,
+        job_inputs=context,
         inputs={},
         emit=events.append,
         cancel=threading.Event(),
@@ -45,26 +42,6 @@ def exif_rotated_jpeg() -> bytes:
     exif[0x0112] = 6
     out = io.BytesIO()
     im.save(out, "JPEG", exif=exif.tobytes(), quality=95)
-    return out.getvalue()
-
-
-def bomb_png(side: int = 60_000) -> bytes:
-    """A tiny PNG file that claims side x side pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-
-
-def wav(seconds: float, rate: int = 22050) -> bytes:
-    out = io.BytesIO()
-    soundfile.write(
-        out, np.sin(np.linspace(0, 440 * seconds, int(rate * seconds))).astype("float32"), rate, format="WAV"
-    )
     return out.getvalue()
 
 
@@ -87,7 +64,7 @@ def test_decompression_bomb_and_garbage_are_input_errors() -> None:
 def test_prepare_assets_and_publish_manifest(settings: Settings, storage: Storage) -> None:
     storage.put_bytes("jobs/job1/inputs/images/000.jpg", exif_rotated_jpeg())
     storage.put_bytes("jobs/job1/inputs/images/001.png", bomb_png(40))
-    storage.put_bytes("jobs/job1/inputs/clips/000.wav", wav(0.5))
+    storage.put_bytes("jobs/job1/inputs/clips/000.wav", wav(0.5, 22050))
     events: list = []
     context = {
         "prompt": "a cat",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.client import ApiError, AsyncClient, Client
+from client.api import AsyncClient, Client, RemoteError
 from common.settings import Settings
 from tests.conftest import Plane
 from tests.support.api import graph_doc
@@ -39,10 +39,10 @@ def test_sync_client_errors_carry_code_and_pointer(control: Plane) -> None:
     c = Client(control.url, "test-key-1")
     bad = graph_doc()
     bad["nodes"][0]["service"] = "nope"
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(RemoteError) as err:
         c.submit_graph(bad)
     assert (err.value.status, err.value.code, err.value.pointer) == (422, "invalid_graph", "/nodes/0/service")
-    with pytest.raises(ApiError, match="401 unauthorized"):
+    with pytest.raises(RemoteError, match="401 unauthorized"):
         Client(control.url, "wrong").jobs()
     assert c.jobs() == ([], None)
 
@@ -51,7 +51,7 @@ def test_metrics_label_routes_by_template(control: Plane) -> None:
     import httpx
 
     c = Client(control.url, "test-key-1")
-    with pytest.raises(ApiError):
+    with pytest.raises(RemoteError):
         c.job("f" * 32)
     text = httpx.get(f"{control.url}/metrics").text
     assert 'biplane_http_requests_total{method="GET",route="/api/jobs/{job_id}",status="404"} 1.0' in text

@@ -15,7 +15,8 @@ import pytest
 from common.estimate import Worker, estimate
 from common.settings import Settings
 from tests.conftest import Plane
-from tests.support.api import client, png
+from tests.support.api import client
+from tests.support.media import png
 
 
 def capabilities_once(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from nicegui.testing import User, user_simulation
 
-from common.devstack import RedisServer, S3Server
 from common.settings import Settings
+from infra.dev.devstack import RedisServer, S3Server
 from tests.browser.stack import API_KEY, ui_settings
 from tests.conftest import Plane
 
@@ -55,13 +54,3 @@ async def user(stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.Log
         yield u
     errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
     assert not errors, f"unexpected ERROR logs: {[r.getMessage() for r in errors]}"
-
-
-async def eventually(check: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll check() on the event loop (so the UI's tasks keep running) until it is truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.05)

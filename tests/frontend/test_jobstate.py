@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.client import ApiError
+from client.api import RemoteError
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
@@ -102,8 +102,8 @@ def test_form_defaults_and_error_text() -> None:
         "seed": 0,
         "sampleEvery": 100,
     }
-    e = ApiError(413, "too_large", "images[2] is 30000000 bytes; the limit is 20971520", "/images/2")
+    e = RemoteError(413, "too_large", "images[2] is 30000000 bytes; the limit is 20971520", "/images/2")
     assert explain(e) == (
         "Too large (field images/2): images[2] is 30000000 bytes; the limit is 20971520 [413 too_large]"
     )
-    assert explain(ApiError(503, "unavailable", "busy")).startswith("The control plane refused the job: busy")
+    assert explain(RemoteError(503, "unavailable", "busy")).startswith("The control plane refused the job: busy")

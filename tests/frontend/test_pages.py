@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import struct
 import time
-import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,8 +20,10 @@ from common.models.manifest_schema import StepSeconds
 from common.registry import Registry
 from tests.browser import fake_lora
 from tests.browser.stack import LORA_OPTIONS, submit_lora
-from tests.frontend.conftest import Stack, eventually
-from tests.support.api import client, png
+from tests.frontend.conftest import Stack
+from tests.support.api import client
+from tests.support.jobs import eventually
+from tests.support.media import png, wav
 
 
 def by_testid(user: User, testid: str) -> list[Any]:
@@ -198,16 +197,6 @@ async def test_demo_banner_follows_capabilities(demo_worker: None, user: User) -
     await user.open("/")
     await eventually(lambda: one(user, "demo-banner").visible, what="demo banner")
     assert "outputs are noise; configure real model paths" in text_of(user, "demo-banner")
-
-
-def wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"".join(struct.pack("<h", (i * 37) % 2000 - 1000) for i in range(int(seconds * rate))))
-    return out.getvalue()
 
 
 async def test_studio_form_sends_clips_and_a_failure_is_shown(user: User) -> None:

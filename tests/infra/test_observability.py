@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from common.devstack import free_port, stop_process, wait_until
+from infra.dev.devstack import free_port, stop_process, wait_until
 from tests.conftest import Plane
 from tests.infra.tools import INFRA, run, system_tool
 

@@ -20,12 +20,12 @@ import pytest
 import websockets
 import yaml
 
-from common.devstack import S3Server, free_port, stop_process, wait_until
 from common.settings import Settings
 from common.storage import Storage
+from infra.dev.devstack import S3Server, free_port, stop_process, wait_until
 from tests.conftest import Plane
 from tests.infra.tools import INFRA, run, venv_tool
-from tests.support.api import png
+from tests.support.media import png
 
 DOMAIN = "biplane.test"
 OPS_USER, OPS_PASSWORD = "ops", "ops-password-for-tests"

@@ -15,16 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.devstack import free_port
+from infra.dev.devstack import free_port
 from tests.conftest import ROOT
-from tests.worker.conftest import png
+from tests.support.media import training_png
 
 
 @pytest.mark.parametrize(
     ("command", "stop"),
     [
         (["make", "--no-print-directory", "run"], "ctrl-c"),
-        ([sys.executable, "-m", "common.devstack"], "sigterm"),
+        ([sys.executable, "-m", "infra.dev.devstack"], "sigterm"),
     ],
     ids=["make-run-ctrl-c", "devstack-sigterm"],
 )
@@ -86,7 +86,7 @@ def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: 
 def busy_worker(control_port: int, key: str) -> None:
     """A LoRA job at 512 px (a step of the demo model takes minutes on a CPU), running in the worker."""
     url, headers = f"http://127.0.0.1:{control_port}", {"Authorization": f"Bearer {key}"}
-    files = [("images", (f"{i}.png", png(i), "image/png")) for i in range(2)]
+    files = [("images", (f"{i}.png", training_png(i), "image/png")) for i in range(2)]
     options = '{"resolution": 512, "steps": 500, "cacheLatents": false, "baseline": false}'
     resp = httpx.post(f"{url}/api/train", data={"prompt": "a box", "options": options}, files=files, headers=headers)
     assert resp.status_code == 202, resp.text

@@ -10,13 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.client import AsyncClient
-from common.devstack import RedisServer, S3Server
+from client.api import AsyncClient
+from common.jobs import FINAL_STATUSES
 from common.settings import Settings
+from infra.dev.devstack import RedisServer, S3Server
 from tests.conftest import Plane
 from tests.support.api import client, graph_doc
-
-FINAL = ("completed", "failed", "canceled")
 
 
 async def wait_all_final(api: httpx.Client, job_ids: list[str], timeout: float) -> dict[str, dict]:
@@ -31,7 +30,7 @@ async def wait_all_final(api: httpx.Client, job_ids: list[str], timeout: float) 
                     r = api.get(f"/api/jobs/{job_id}")
                 except httpx.TransportError:
                     continue
-                if r.status_code == 200 and r.json()["status"] in FINAL:
+                if r.status_code == 200 and r.json()["status"] in FINAL_STATUSES:
                     records[job_id] = r.json()
             await asyncio.sleep(0.2)
     return records

@@ -17,8 +17,8 @@ import pytest
 import redis as redis_sync
 import websockets
 
-from common.devstack import RedisServer
 from common.settings import Settings
+from infra.dev.devstack import RedisServer
 from tests.conftest import Plane
 from tests.reliability.test_outages import wait_all_final
 from tests.support.api import client, graph_doc

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from common.devstack import S3Server
 from common.settings import Settings
+from infra.dev.devstack import S3Server
 from tests.conftest import Plane
 from tests.reliability.test_outages import wait_all_final
-from tests.support.api import client, graph_doc, png
+from tests.support.api import client, graph_doc
+from tests.support.media import png
 
 
 async def test_storage_errors_do_not_leak_the_endpoint(

@@ -41,5 +41,5 @@ def read(ctx: TaskContext, p: ReadParams) -> dict:
     finally:
         r.close()
     assert ctx.storage is not None
-    key = _key(ctx, p.source if p.source is not None else ctx.context.get("source"))
+    key = _key(ctx, p.source if p.source is not None else ctx.job_inputs.get("source"))
     return {"text": ctx.storage.get_bytes(key).decode()}

@@ -14,8 +14,8 @@ from common.keys import Keys
 from common.settings import Settings
 from common.storage import Storage
 from tests.conftest import Plane
-from tests.control.test_assets import bomb_png
-from tests.support.api import client, graph_doc, png
+from tests.support.api import client, graph_doc
+from tests.support.media import bomb_png, png
 
 
 async def test_upload_abuse_is_rejected_and_stores_nothing(

@@ -15,7 +15,8 @@ import websockets
 
 from tests.conftest import Plane
 from tests.security.test_references import wav
-from tests.support.api import client, graph_doc, png
+from tests.support.api import client, graph_doc
+from tests.support.media import png
 
 JOB_ROUTES = (
     ("GET", "/api/jobs/{}"),

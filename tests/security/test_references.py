@@ -4,10 +4,8 @@ exactly like "does not exist"."""
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
-import wave
 from collections.abc import Callable
 from typing import Any
 
@@ -24,20 +22,11 @@ from common.settings import Settings
 from control.auth import owner_of
 from tests.conftest import Plane
 from tests.reliability.test_outages import wait_all_final
-from tests.support.api import client, graph_doc, png
+from tests.support.api import client, graph_doc
 from tests.support.jobs import graph
+from tests.support.media import png, wav
 
 MODULES = "tests.support.tasks,tests.security.plugin"
-
-
-def wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x01\x00" * int(seconds * rate))
-    return out.getvalue()
 
 
 def render_graph(params: dict[str, Any], context: dict[str, Any] | None = None) -> dict[str, Any]:

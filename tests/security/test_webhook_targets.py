@@ -11,16 +11,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from redis.asyncio import Redis
 
-from common.devstack import free_port
 from common.executor import submit
 from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from control.auth import owner_of
+from infra.dev.devstack import free_port
 from tests.conftest import Plane
 from tests.reliability.test_outages import wait_all_final
 from tests.security.test_references import wav
-from tests.support.api import client, graph_doc, png
+from tests.support.api import client, graph_doc
 from tests.support.jobs import Harness
+from tests.support.media import png
 
 
 class Receiver:

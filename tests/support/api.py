@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import httpx
 import websockets
-from PIL import Image
-
-
-def png(size: tuple[int, int] = (96, 80), color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, "PNG")
-    return out.getvalue()
 
 
 def client(url: str, key: str | None = "test-key-1") -> httpx.Client:

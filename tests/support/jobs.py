@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from typing import Any
 
@@ -11,7 +12,7 @@ from redis.asyncio import Redis
 from common.bridge import Bridge
 from common.events import EventLog
 from common.executor import submit
-from common.jobs import TERMINAL, JobStore
+from common.jobs import FINAL_STATUSES, JobStore
 from common.keys import Keys
 from common.models.event_schema import Event
 from common.models.graph_schema import GraphDocument
@@ -94,14 +95,23 @@ class Harness:
             await pubsub.aclose()
 
     async def wait_final(self, job_id: str, timeout: float = 60) -> JobRecord:
-        await self.wait_for(job_id, lambda e: e.kind == "status" and e.status in TERMINAL, timeout)
+        await self.wait_for(job_id, lambda e: e.kind == "status" and e.status in FINAL_STATUSES, timeout)
         job = await self.store.load(job_id)
         assert job is not None
         return job
 
 
-async def eventually(check: Any, timeout: float = 20, interval: float = 0.1) -> None:
-    """Await check() until it returns truthy (for state that has no event, like stream acks)."""
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(interval)
+async def eventually(check: Any, timeout: float = 20, what: str = "condition", interval: float = 0.05) -> None:
+    """Poll check() (plain or async) on the event loop until it is truthy, for state that has no event (stream
+    acks, a page's text); other tasks on the loop (the UI's) keep running in between."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(interval)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from common.cli import app as cli_app
+from client.cli import app as cli_app
 from common.settings import Settings
 from control.app import create_app
 
@@ -47,3 +47,13 @@ def test_every_documented_cli_flag_exists() -> None:
     for name, flags in usages:
         known = {o for p in group.commands[name].params for o in p.opts} | {"--help"}
         assert set(flags) <= known, f"biplane {name}: documented but unknown {sorted(set(flags) - known)}"
+
+
+def test_docs_stand_alone() -> None:
+    """Every link in the docs points inside the repository, and each relative link names a file that exists."""
+    root = DOCS.parent
+    for doc in [root / "README.md", *DOCS.glob("*.md")]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            assert not re.match(r"^[a-z]+:", target), f"{doc.name} links outside the repository: {target}"
+            path = target.split("#", 1)[0]
+            assert not path or (doc.parent / path).exists(), f"{doc.name} links to a missing file: {target}"

@@ -9,7 +9,7 @@ import pytest
 from common.estimate import PLANS, Worker, assess, duration, estimate, merge_options, recommended
 from common.models.graph_schema import GraphDocument
 from common.models.manifest_schema import CapabilityManifest, StepSeconds
-from common.services import RenderVideoParams, TrainLoraParams, TrainVoiceParams
+from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
 
 ALL = frozenset({"train_lora", "train_voice", "render_video"})
 CPU_DEMO = Worker("cpu-demo", ("cpu", True), ALL)

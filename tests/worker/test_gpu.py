@@ -10,11 +10,12 @@ import pytest
 from common.bridge import Bridge, connect
 from common.estimate import PLANS
 from common.keys import Keys
-from common.services import TrainLoraParams
+from common.params import TrainLoraParams
 from common.settings import Settings
 from tests.conftest import Plane
 from tests.support.jobs import eventually
-from tests.worker.conftest import Run, put_images
+from tests.support.media import put_images
+from tests.worker.conftest import Run
 
 pytestmark = [pytest.mark.ml, pytest.mark.gpu]
 

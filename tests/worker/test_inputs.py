@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import TaskInputError
-from common.services import TrainLoraParams, TrainVoiceParams
+from common.params import TrainLoraParams, TrainVoiceParams
 from common.settings import Settings
 from common.storage import Storage
 from tests.worker.conftest import Run

@@ -22,7 +22,7 @@ from common.settings import Settings
 from common.storage import Storage
 from tests.conftest import Plane
 from tests.support.jobs import Harness, eventually, graph
-from tests.worker.conftest import TRANSCRIPTS, put_clips, put_images
+from tests.support.media import TRANSCRIPTS, put_clips, put_images
 
 pytestmark = pytest.mark.ml
 

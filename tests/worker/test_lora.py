@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.services import TrainLoraParams
-from tests.worker.conftest import Run, put_images
-from worker.ml.demo import DemoModels
+from common.params import TrainLoraParams
+from tests.support.media import put_images
+from tests.worker.conftest import Run
+from worker.ml.demo_models import DemoModels
 
 pytestmark = pytest.mark.ml
 

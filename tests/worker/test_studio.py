@@ -10,7 +10,7 @@ import av
 import pytest
 import soundfile
 
-from common.demo import NARRATION, TRANSCRIPTS, sample_inputs
+from client.demo import NARRATION, TRANSCRIPTS, sample_inputs
 from common.settings import Settings
 from tests.conftest import Plane
 from tests.support.api import client, ws_follow

@@ -18,7 +18,7 @@ from common.settings import Settings
 from common.storage import Storage
 from tests.conftest import Plane
 from tests.support.jobs import Harness, eventually, graph
-from tests.worker.conftest import put_images
+from tests.support.media import put_images
 from worker.tasks import registry as worker_tasks
 
 pytestmark = pytest.mark.ml

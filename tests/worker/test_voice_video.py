@@ -10,8 +10,9 @@ import pytest
 import soundfile
 from PIL import Image
 
-from common.services import RenderVideoParams, TrainLoraParams, TrainVoiceParams
-from tests.worker.conftest import TRANSCRIPTS, Run, put_clips, put_images
+from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
+from tests.support.media import TRANSCRIPTS, put_clips, put_images
+from tests.worker.conftest import Run
 
 pytestmark = pytest.mark.ml
 

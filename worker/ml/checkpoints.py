@@ -10,12 +10,13 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from common import paths
 from common.context import TaskContext
 
 if TYPE_CHECKING:
     import torch
 
-PREFIX = "checkpoints/"
+PREFIX = f"{paths.CHECKPOINTS}/"
 KEEP = 2  # the newest two: one may be half-written when a worker dies mid-upload
 _STEP = re.compile(r"step-(\d{8})\.pt$")
 

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -119,20 +118,6 @@ def peak_memory_bytes(device: Device) -> int:
     if device.kind == "cuda":
         return int(torch.cuda.max_memory_allocated(device.device))
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-@contextlib.contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Temporarily limit torch's intra-op threads (n None = leave as is)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.services import TrainLoraParams
+from common.params import TrainLoraParams
 from worker.ml.device import LOADING, Device
 from worker.ml.loop import optimizer_step
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.errors import TaskInputError
 from common.settings import Settings
-from worker.ml.demo import DemoModels, ensure_demo_models
+from worker.ml.demo_models import DemoModels, ensure_demo_models
 
 #: setting name -> files that make a directory usable (one of each tuple must exist)
 _REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.services import RenderVideoParams
+from common.params import RenderVideoParams
 from worker.ml.device import LOADING, Device
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.services import TrainVoiceParams
+from common.params import TrainVoiceParams
 from worker.ml.device import LOADING, Device
 from worker.ml.loop import optimizer_step
 

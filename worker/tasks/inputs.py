@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common import paths
 from common.context import TaskContext
 from common.errors import NotFound, TaskInputError
-from common.services import ArtifactRef
+from common.params import ArtifactRef
 
 
 def value(ctx: TaskContext, key: str, default: Any = None) -> Any:
-    """The first dependency output that has key (in dependency order), else ctx.context[key], else default."""
+    """The first dependency output that has key (in dependency order), else ctx.job_inputs[key], else default."""
     for out in ctx.inputs.values():
         if isinstance(out, dict) and out.get(key) is not None:
             return out[key]
-    found = ctx.context.get(key)
+    found = ctx.job_inputs.get(key)
     return default if found is None else found
 
 
@@ -33,7 +34,7 @@ def ref_key(ctx: TaskContext, ref: ArtifactRef | None, marker: str) -> str | Non
     if ref.key:
         return ref.key
     assert ctx.storage is not None
-    matches = sorted(k for k in ctx.storage.list(f"jobs/{ref.job or ctx.job_id}/") if k.endswith("/" + marker))
+    matches = sorted(k for k in ctx.storage.list(paths.job_prefix(ref.job or ctx.job_id)) if k.endswith("/" + marker))
     if not matches:
         raise TaskInputError(f"job {ref.job} has no {marker}")
     return matches[0]

@@ -6,14 +6,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common.childproc import forward
 from common.context import TaskContext
 from common.errors import TaskInputError
+from common.params import TrainLoraParams
 from common.registry import Registry
-from common.services import TrainLoraParams
-from worker.ml import checkpoints, loop, models
-from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
-from worker.tasks import inputs
+from worker.tasks import inputs, training
 
 registry = Registry()
 
@@ -31,10 +28,8 @@ def _images(ctx: TaskContext) -> tuple[list[bytes], str]:
     return [inputs.read(ctx, k, "image") for k in keys], prompt
 
 
-@registry.task(
+@registry.builtin(
     "train_lora",
-    plane="data",
-    params=TrainLoraParams,
     outputs=("lora", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
     isolated=True,
@@ -46,11 +41,8 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
 
     ctx.phase("loading-model")
     pngs, prompt = _images(ctx)
-    paths = models.resolve(ctx.settings, "sd_model")
-    device = pick(p.precision)
-    reset_peak_memory()
-    ctx.log(f"train_lora on {device.name} in {device.precision}{' (demo model)' if paths.demo else ''}")
-    trainer = LoraTrainer(paths.sd, p, device, pngs, prompt)
+    run = training.begin(ctx, p.precision, "sd_model")
+    trainer = LoraTrainer(run.models.sd, p, run.device, pngs, prompt)
     ctx.phase("caching")
     trainer.cache_inputs(lambda i, n: ctx.phase("caching", i / n))
 
@@ -59,13 +51,6 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
             return None
         ctx.phase("baseline")
         return trainer.probe_loss(on_part=lambda i, n: ctx.phase("baseline", i / n))
-
-    start, probe_start = checkpoints.resume(ctx, trainer, probe)
-
-    def checkpoint(step: int) -> None:
-        ctx.phase("uploading")
-        checkpoints.save(ctx, step, {**trainer.state(), "probeStart": probe_start})
-        ctx.phase("training")
 
     def sample(what: str) -> bytes:
         ctx.phase(what)
@@ -76,17 +61,7 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
             ctx.put_artifact(f"previews/step-{step:06d}.png", sample("preview"), "image/png", preview=True)
             ctx.phase("training")
 
-    ctx.phase("training")
-    result = loop.run(
-        ctx,
-        total=p.steps,
-        start=start,
-        step=trainer.step,
-        checkpoint=checkpoint,
-        checkpoint_every=p.checkpoint_every,
-        after_step=preview,
-    )
-    probe_end = probe()
+    trained = run.run(trainer, p, probe, after_step=preview)
     final = sample("sampling")
     ctx.phase("uploading")
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,20 +69,11 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
         ctx.check_cancel()  # canceled during the final sample: leave no final artifact
         lora = ctx.put_artifact(WEIGHTS_NAME, weights, "application/octet-stream")
     sample_meta = ctx.put_artifact("sample.png", final, "image/png")
-    peak = peak_memory_bytes(device)
-    forward("worker.metrics:peak_memory", ctx.service, peak)
-    forward("worker.metrics:step_time", ctx.service, p.resolution, result.median_step_seconds)
-    return {
-        "lora": lora.model_dump(by_alias=True, mode="json"),
-        "sample": sample_meta.model_dump(by_alias=True, mode="json"),
-        "steps": p.steps,
-        "startStep": start,
-        "loss": result.last_loss,
-        "probeLoss": {"start": probe_start, "end": probe_end},
-        "stepSeconds": result.median_step_seconds,
-        "trainableParams": trainer.trainable_count,
-        "device": device.name,
-        "precision": device.precision,
-        "demo": paths.demo,
-        "peakMemoryBytes": peak,
-    }
+    return run.result(
+        trained,
+        p,
+        p.resolution,
+        lora=lora.model_dump(by_alias=True, mode="json"),
+        sample=sample_meta.model_dump(by_alias=True, mode="json"),
+        trainableParams=trainer.trainable_count,
+    )

@@ -10,8 +10,8 @@ from typing import Any
 
 from common.childproc import forward
 from common.context import TaskContext
+from common.params import RenderVideoParams
 from common.registry import Registry
-from common.services import RenderVideoParams
 from worker.ml import models
 from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
 from worker.ml.lora import WEIGHTS_NAME, png_bytes
@@ -32,10 +32,8 @@ def _voice_prefix(ctx: TaskContext, p: RenderVideoParams) -> str | None:
     return key.rsplit("/", 1)[0] + "/" if not key.endswith("/") else key
 
 
-@registry.task(
+@registry.builtin(
     "render_video",
-    plane="data",
-    params=RenderVideoParams,
     outputs=("video", "poster", "frames", "fps", "hasAudio"),
     gpu=True,
     isolated=True,

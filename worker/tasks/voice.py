@@ -6,15 +6,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common.childproc import forward
 from common.context import TaskContext
 from common.errors import TaskInputError
+from common.params import TrainVoiceParams
 from common.registry import Registry
-from common.services import TrainVoiceParams
-from worker.ml import checkpoints, loop, models
-from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
 from worker.ml.media import load_clip, wav_bytes
-from worker.tasks import inputs
+from worker.tasks import inputs, training
 
 registry = Registry()
 
@@ -42,10 +39,8 @@ def _clips(ctx: TaskContext) -> tuple[list[Any], list[str]]:
     return clips, texts
 
 
-@registry.task(
+@registry.builtin(
     "train_voice",
-    plane="data",
-    params=TrainVoiceParams,
     outputs=("voiceDir", "files", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
     isolated=True,
@@ -57,32 +52,20 @@ def train_voice(ctx: TaskContext, p: TrainVoiceParams) -> dict[str, Any]:
 
     ctx.phase("loading-model")
     clips, texts = _clips(ctx)
-    paths = models.resolve(ctx.settings, "tts_model", "vocoder_model")
-    device = pick(p.precision)
-    reset_peak_memory()
-    ctx.log(f"train_voice ({p.mode}) on {device.name} in {device.precision}{' (demo model)' if paths.demo else ''}")
-    trainer = VoiceTrainer(paths.tts, p, device, clips, texts)
+    run = training.begin(ctx, p.precision, "tts_model", "vocoder_model", mode=p.mode)
+    trainer = VoiceTrainer(run.models.tts, p, run.device, clips, texts)
 
     def probe() -> float:
         ctx.phase("baseline")
         return trainer.probe_loss()
 
-    def checkpoint(step: int) -> None:
-        ctx.phase("uploading")
-        checkpoints.save(ctx, step, {**trainer.state(), "probeStart": probe_start})
-        ctx.phase("training")
-
-    start, probe_start = checkpoints.resume(ctx, trainer, probe)
-    ctx.phase("training")
-    result = loop.run(
-        ctx, total=p.steps, start=start, step=trainer.step, checkpoint=checkpoint, checkpoint_every=p.checkpoint_every
-    )
-    probe_end = probe()
+    trained = run.run(trainer, p, probe)
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(tmp, "voice")
         files = trainer.save(out_dir)
         ctx.phase("sampling")
-        voice = load_voice(paths.tts, paths.vocoder, out_dir, device, paths.demo)  # what render_video will load
+        # what render_video will load
+        voice = load_voice(run.models.tts, run.models.vocoder, out_dir, run.device, run.models.demo)
         speech = voice.synthesize(p.sample_text or texts[0])
         ctx.check_cancel()  # no final artifacts once canceled
         ctx.phase("uploading")
@@ -93,21 +76,12 @@ def train_voice(ctx: TaskContext, p: TrainVoiceParams) -> dict[str, Any]:
             for f in files
         ]
     sample = ctx.put_artifact("sample.wav", wav_bytes(speech), "audio/wav")
-    peak = peak_memory_bytes(device)
-    forward("worker.metrics:peak_memory", ctx.service, peak)
-    forward("worker.metrics:step_time", ctx.service, 0, result.median_step_seconds)
-    return {
-        "voiceDir": ctx.artifact_key(VOICE_DIR),
-        "files": metas,
-        "sample": sample.model_dump(by_alias=True, mode="json"),
-        "sampleSeconds": round(len(speech) / 16_000, 3),
-        "steps": p.steps,
-        "startStep": start,
-        "loss": result.last_loss,
-        "probeLoss": {"start": probe_start, "end": probe_end},
-        "stepSeconds": result.median_step_seconds,
-        "device": device.name,
-        "precision": device.precision,
-        "demo": paths.demo,
-        "peakMemoryBytes": peak,
-    }
+    return run.result(
+        trained,
+        p,
+        0,
+        voiceDir=ctx.artifact_key(VOICE_DIR),
+        files=metas,
+        sample=sample.model_dump(by_alias=True, mode="json"),
+        sampleSeconds=round(len(speech) / 16_000, 3),
+    )

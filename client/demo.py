@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.devstack import ready, stop_process, wait_until
+from infra.dev.devstack import ready, stop_process, wait_until
 
 TRANSCRIPTS = [
     "the quick brown fox jumps over the lazy dog",
@@ -55,14 +55,14 @@ def sample_inputs(root: Path) -> tuple[Path, Path, Path]:
 
 @contextmanager
 def stack_running(url: str, dev_dir: Path) -> Iterator[str | None]:
-    """Yields the API key of a stack at url, starting `python -m common.devstack` when none answers."""
+    """Yields the API key of a stack at url, starting `python -m infra.dev.devstack` when none answers."""
     if ready(url):
         yield None
         return
     dev_dir.mkdir(parents=True, exist_ok=True)
     log = (dev_dir / "demo-stack.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "common.devstack"],
+        [sys.executable, "-m", "infra.dev.devstack"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "BIPLANE_DEV_DIR": str(dev_dir)},

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from common.client import ApiError, AsyncClient
+from client.api import AsyncClient, RemoteError
 from common.estimate import duration, merge_options, options_text
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
@@ -63,7 +63,7 @@ def run(coro: Any) -> Any:
         fail("no API key: pass --api-key or set BIPLANE_API_KEY (`make run` prints one)")
     try:
         return asyncio.run(coro)
-    except ApiError as e:
+    except RemoteError as e:
         where = f" (at {e.pointer})" if e.pointer else ""
         fail(f"{e.message}{where} [{e.code}]", 2 if 400 <= e.status < 500 else 1)
     except OSError as e:
@@ -119,7 +119,7 @@ def submitted(job_id: str, follow_job: bool, extra: dict[str, Any] | None = None
 @app.command()
 def up() -> None:
     """Start the whole stack locally in the foreground (what `make run` does)."""
-    from common.devstack import main as devstack
+    from infra.dev.devstack import main as devstack
 
     devstack()
 
@@ -350,7 +350,7 @@ def demo(
     dev_dir: Annotated[Path, typer.Option(help="State dir of a stack this command starts")] = Path(".dev"),
 ) -> None:
     """Run a studio job on generated samples (starting the stack if needed); download and explain the results."""
-    from common import demo as d
+    from client import demo as d
 
     images, clips, transcripts = d.sample_inputs(inputs)
     with d.stack_running(ctx.url, dev_dir) as started_key:

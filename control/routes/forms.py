@@ -1,51 +1,25 @@
-"""Job submission: POST /api/train, /api/voice (multipart uploads), /api/render and /api/jobs (JSON)."""
+"""Submission forms: POST /api/train, /api/voice (multipart uploads) and /api/render (JSON)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import FormData
 
-from common.estimate import Estimate, assess
-from common.executor import submit
+from common import paths
 from common.jobs import new_job_id
 from common.keys import JOB_ID_PATTERN
-from common.models.graph_schema import GraphDocument
-from common.references import check_graph
-from common.services import RenderVideoParams, TrainLoraParams, TrainVoiceParams
-from control import metrics
-from control.auth import rate_limit
+from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
 from control.bodies import BoundedJsonRoute, parse_json
 from control.deps import Control, ControlDep, OwnerDep
-from control.egress import TargetRefused
 from control.errors import ApiError, pointer_of
-from control.uploads import Checked, check_files, delete_keys, read_form, store_files
+from control.submission import ACCEPTED, IdemHeader, accept, fingerprint, webhook_url
+from control.uploads import check_files, read_form
 
 router = APIRouter(prefix="/api", tags=["jobs"], route_class=BoundedJsonRoute)
-
-IDEMPOTENCY_TTL = 24 * 3600  #: how long a key remembers its job (seconds)
-
-
-class JobWarning(BaseModel):
-    code: str = Field(description="long_job, no_worker")
-    message: str
-
-
-class Accepted(BaseModel):
-    job_id: str = Field(alias="jobId")
-    status: str
-    links: dict[str, str]
-    estimate_seconds: float | None = Field(alias="estimateSeconds", description="On the slowest alive workers")
-    warnings: list[JobWarning] = Field(description="Accepted all the same: a long job, no worker for it")
-
-
-ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Accepted, "description": "Job accepted"}}
 
 
 def _text(form: FormData, name: str, *, required: bool, limit: int) -> str | None:
@@ -96,99 +70,6 @@ def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
     return values
 
 
-async def _webhook(c: Control, url: str | None) -> str | None:
-    """The webhook URL when control may call it (checked again at each delivery: control/egress.py)."""
-    if url and (not re.match(r"^https?://[^\s/]+", url) or len(url) > 2000):
-        raise ApiError(422, "invalid_request", "webhook must be an http(s) URL", pointer="/webhook")
-    if url:
-        try:
-            await c.egress.resolve(url)
-        except TargetRefused as e:
-            raise ApiError(422, "webhook_refused", str(e), pointer="/webhook") from e
-    return url or None
-
-
-def fingerprint(route: str, payload: Any) -> str:
-    return hashlib.sha256(json.dumps([route, payload], sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _links(job_id: str) -> dict[str, str]:
-    base = f"/api/jobs/{job_id}"
-    return {
-        "self": base,
-        "events": f"{base}/events",
-        "artifacts": f"{base}/artifacts",
-        "cancel": f"{base}/cancel",
-        "ws": "/ws",
-    }
-
-
-Review = tuple[Estimate | None, list[dict[str, str]]]
-
-
-def _accepted(job_id: str, review: Review) -> JSONResponse:
-    est, warnings = review
-    body: dict[str, Any] = {"jobId": job_id, "status": "queued", "links": _links(job_id)}
-    body |= {"estimateSeconds": round(est.seconds, 1) if est else None, "warnings": warnings}
-    return JSONResponse(body, 202, headers={"Location": f"/api/jobs/{job_id}"})
-
-
-async def _review(c: Control, graph: GraphDocument) -> Review:
-    """The job's estimate on the alive workers and its warnings (never a refusal)."""
-    manifests = await c.bridge.live_manifests(3 * c.settings.heartbeat_seconds)
-    return assess(graph, manifests, c.settings.estimate_warn_seconds)
-
-
-async def _accept(
-    c: Control,
-    owner: str,
-    idem_key: str | None,
-    fp: str,
-    job_id: str,
-    graph: GraphDocument,
-    uploads: list[tuple[str, Checked]],
-    webhook: str | None,
-) -> JSONResponse:
-    """References, idempotency, rate limit, uploads, record, enqueue: all or nothing."""
-    await check_graph(c.store, owner, graph, job_id)
-    review = await _review(c, graph)
-    redis = c.store.redis
-    idem = c.keys.idempotency(owner, idem_key) if idem_key else None
-    if idem is not None:
-        if len(idem_key or "") > 200:
-            raise ApiError(422, "invalid_request", "Idempotency-Key is longer than 200 characters")
-        if (seen := await redis.get(idem)) is not None:
-            return _replay_idempotent(json.loads(seen), fp, review)
-    await rate_limit(redis, c.keys, owner, c.settings.rate_limit_per_minute)
-    if idem is not None and not await redis.set(
-        idem, json.dumps({"fp": fp, "jobId": job_id}), nx=True, ex=IDEMPOTENCY_TTL
-    ):
-        return _replay_idempotent(json.loads(await redis.get(idem)), fp, review)  # a concurrent twin won
-    try:
-        await store_files(c.storage, uploads)
-        try:
-            job = await c.store.create(graph, owner=owner, job_id=job_id, webhook=webhook)
-            await submit(c.bridge, job)
-        except BaseException:
-            await delete_keys(c.storage, [k for k, _ in uploads])
-            raise
-    except BaseException:
-        if idem is not None:
-            await redis.delete(idem)
-        raise
-    metrics.JOBS_SUBMITTED.labels(graph.workflow).inc()
-    return _accepted(job_id, review)
-
-
-def _replay_idempotent(seen: dict[str, str], fp: str, review: Review) -> JSONResponse:
-    if seen["fp"] != fp:
-        raise ApiError(422, "idempotency_mismatch", "this Idempotency-Key was used with a different request")
-    return _accepted(seen["jobId"], review)
-
-
-IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
 @router.post("/train", status_code=202, responses=ACCEPTED, summary="Train a LoRA (or a whole studio job)")
 async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None) -> JSONResponse:
     """Multipart: `images` (1-50 PNG/JPEG/WebP), `prompt`, `options` (JSON, train_lora params), `workflow`
@@ -201,11 +82,11 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     if workflow not in ("lora", "studio"):
         raise ApiError(422, "invalid_request", "workflow must be 'lora' or 'studio'", pointer="/workflow")
     lora = _options(form, "options", TrainLoraParams, s.max_json_depth)
-    webhook = await _webhook(c, _text(form, "webhook", required=False, limit=2000))
+    webhook = await webhook_url(c, _text(form, "webhook", required=False, limit=2000))
     budget = [s.max_upload_total_bytes]
     images = await check_files(form, "images", "image", s, minimum=1, maximum=s.max_images, budget=budget)
     job_id = new_job_id()
-    uploads = [(f"jobs/{job_id}/inputs/images/{i:03d}.{f.ext}", f) for i, f in enumerate(images)]
+    uploads = [(paths.input_key(job_id, "images", i, f.ext), f) for i, f in enumerate(images)]
     context: dict[str, Any] = {"prompt": prompt, "images": [k for k, _ in uploads]}
     resolution = TrainLoraParams.model_validate(lora).resolution
     params: dict[str, dict[str, Any]] = {
@@ -214,7 +95,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     }
     if workflow == "studio":
         clips = await check_files(form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=budget)
-        clip_uploads = [(f"jobs/{job_id}/inputs/clips/{i:03d}.{f.ext}", f) for i, f in enumerate(clips)]
+        clip_uploads = [(paths.input_key(job_id, "clips", i, f.ext), f) for i, f in enumerate(clips)]
         uploads += clip_uploads
         context["clips"] = [k for k, _ in clip_uploads]
         context["transcripts"] = _transcripts(form, len(clips), s.max_json_depth)
@@ -234,7 +115,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
             "webhook": webhook,
         },
     )
-    return await _accept(c, owner, idempotency_key, fp, job_id, graph, uploads, webhook)
+    return await accept(c, owner, idempotency_key, fp, job_id, graph, uploads, webhook)
 
 
 @router.post("/voice", status_code=202, responses=ACCEPTED, summary="Fine-tune a voice")
@@ -244,20 +125,20 @@ async def voice(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     s = c.settings
     form = await read_form(request, s)
     options = _options(form, "options", TrainVoiceParams, s.max_json_depth)
-    webhook = await _webhook(c, _text(form, "webhook", required=False, limit=2000))
+    webhook = await webhook_url(c, _text(form, "webhook", required=False, limit=2000))
     clips = await check_files(
         form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=[s.max_upload_total_bytes]
     )
     transcripts = _transcripts(form, len(clips), s.max_json_depth)
     job_id = new_job_id()
-    uploads = [(f"jobs/{job_id}/inputs/clips/{i:03d}.{f.ext}", f) for i, f in enumerate(clips)]
+    uploads = [(paths.input_key(job_id, "clips", i, f.ext), f) for i, f in enumerate(clips)]
     context = {"clips": [k for k, _ in uploads], "transcripts": transcripts}
     graph = c.planner.build("voice", {"train_voice": options}, context)
     fp = fingerprint(
         "voice",
         {"clips": [f.sha256 for f in clips], "transcripts": transcripts, "options": options, "webhook": webhook},
     )
-    return await _accept(c, owner, idempotency_key, fp, job_id, graph, uploads, webhook)
+    return await accept(c, owner, idempotency_key, fp, job_id, graph, uploads, webhook)
 
 
 class JobRef(BaseModel):
@@ -295,20 +176,4 @@ async def render(
     context = {"prompt": body.prompt or "", "narration": body.narration}
     graph = c.planner.build("video", {"render_video": params}, context)
     fp = fingerprint("render", body.model_dump(mode="json"))
-    return await _accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], await _webhook(c, body.webhook))
-
-
-@router.post("/jobs", status_code=202, responses=ACCEPTED, summary="Submit a whole graph document")
-async def submit_graph(
-    c: ControlDep,
-    owner: OwnerDep,
-    doc: Annotated[dict[str, Any], Body(description="A biplane.graph.v1 document")],
-    webhook: Annotated[str | None, Query(max_length=2000)] = None,
-    idempotency_key: IdemHeader = None,
-) -> JSONResponse:
-    manifests = await c.bridge.live_manifests(3 * c.settings.heartbeat_seconds)
-    graph = c.planner.validate(doc, manifests)
-    job_id = new_job_id()
-    graph = graph.model_copy(update={"job_id": job_id})
-    fp = fingerprint("jobs", [doc, webhook])
-    return await _accept(c, owner, idempotency_key, fp, job_id, graph, [], await _webhook(c, webhook))
+    return await accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], await webhook_url(c, body.webhook))

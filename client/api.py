@@ -19,14 +19,13 @@ from typing import Any
 
 import httpx
 
+from common.jobs import FINAL_STATUSES
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
 
-FINAL = frozenset({"completed", "failed", "canceled"})
 
-
-class ApiError(Exception):
+class RemoteError(Exception):
     """A 4xx/5xx answer: status, stable code, message and (for validation) the JSON pointer."""
 
     def __init__(self, status: int, code: str, message: str, pointer: str | None = None) -> None:
@@ -41,7 +40,7 @@ def _raise_for(resp: httpx.Response) -> None:
         body = resp.json()
     except ValueError:
         body = {}
-    raise ApiError(
+    raise RemoteError(
         resp.status_code, body.get("code", "error"), body.get("message", resp.text[:200]), body.get("pointer")
     )
 
@@ -189,7 +188,7 @@ class AsyncClient:
         resp = await self.http.get(f"/api/jobs/{job_id}/artifacts/{name}")
         _raise_for(resp)
         if hashlib.sha256(resp.content).hexdigest() != artifact.sha256:
-            raise ApiError(502, "checksum_mismatch", f"{name}: sha256 differs from the manifest")
+            raise RemoteError(502, "checksum_mismatch", f"{name}: sha256 differs from the manifest")
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(resp.content)
@@ -225,7 +224,7 @@ class AsyncClient:
                     async for raw in ws:
                         msg = json.loads(raw)
                         if msg["type"] == "error":
-                            raise ApiError(
+                            raise RemoteError(
                                 404 if msg.get("code") == "not_found" else 400,
                                 msg.get("code", "error"),
                                 msg.get("message", ""),
@@ -239,12 +238,12 @@ class AsyncClient:
                             continue
                         last = event.seq
                         yield event
-                        if event.kind == "status" and event.status in FINAL:
+                        if event.kind == "status" and event.status in FINAL_STATUSES:
                             return
             except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake) as e:
                 lost_at = lost_at or loop.time()
                 if loop.time() - lost_at > reconnect:
-                    raise ApiError(503, "unreachable", f"lost the control plane: {e!r}") from e
+                    raise RemoteError(503, "unreachable", f"lost the control plane: {e!r}") from e
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -1,6 +1,6 @@
 """Local servers for development and tests: a private redis-server and SeaweedFS (`weed mini`) S3.
 
-`python -m common.devstack` (what `make run` calls) starts Redis + S3 + control + worker (+ frontend when
+`python -m infra.dev.devstack` (what `make run` calls) starts Redis + S3 + control + worker (+ frontend when
 installed) in the foreground on loopback, prints the URLs and an API key, and stops them all on Ctrl-C.
 """
 
@@ -210,6 +210,17 @@ def ready(url: str) -> bool:
         return False
 
 
+def stack_env(redis: RedisServer, s3: S3Server) -> dict[str, str]:
+    """The BIPLANE_* environment that points a plane at these servers (make run, benchmarks)."""
+    return {
+        "BIPLANE_REDIS_URL": redis.url,
+        "BIPLANE_S3_ENDPOINT": s3.endpoint,
+        "BIPLANE_S3_ACCESS_KEY": s3.access_key,
+        "BIPLANE_S3_SECRET_KEY": s3.secret_key,
+        "BIPLANE_BUCKET": s3.bucket,
+    }
+
+
 @contextlib.contextmanager
 def services(root: Path, redis_port: int = 6390, s3_port: int = 8333) -> Iterator[dict[str, str]]:
     """Redis + S3 under root; yields the BIPLANE_* environment that points at them."""
@@ -217,13 +228,7 @@ def services(root: Path, redis_port: int = 6390, s3_port: int = 8333) -> Iterato
     s3 = S3Server(root / "s3", port=s3_port)
     try:
         s3.start()
-        yield {
-            "BIPLANE_REDIS_URL": redis.url,
-            "BIPLANE_S3_ENDPOINT": s3.endpoint,
-            "BIPLANE_S3_ACCESS_KEY": s3.access_key,
-            "BIPLANE_S3_SECRET_KEY": s3.secret_key,
-            "BIPLANE_BUCKET": s3.bucket,
-        }
+        yield stack_env(redis, s3)
     finally:
         s3.stop()
         redis.stop()

@@ -1,0 +1,1 @@
+"""Operations and development assets; `infra.dev` is the importable `make run` supervisor."""
