@@ -238,7 +238,9 @@ async def test_form_starts_from_the_workers_recommendation_and_estimates_as_opti
     user: User, stack: Stack
 ) -> None:
     api = client(stack.control.url)
-    await eventually(lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, what="worker heartbeat")
+    await eventually(
+        lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, timeout=60, what="worker heartbeat"
+    )
     await user.open("/")
     # The page's worker (CPU, demo models) recommends a short 64 px job, not the service's 512 px / 500 steps.
     assert one(user, "opt-resolution").value == 64
@@ -261,7 +263,9 @@ async def test_form_starts_from_the_workers_recommendation_and_estimates_as_opti
 
 async def test_an_untouched_form_follows_a_slower_worker_that_joins(user: User, stack: Stack) -> None:
     api = client(stack.control.url)
-    await eventually(lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, what="worker heartbeat")
+    await eventually(
+        lambda: api.get("/api/capabilities").json()["workersAlive"] == 1, timeout=60, what="worker heartbeat"
+    )
     await user.open("/")
     first = one(user, "opt-steps").value
     # A CPU worker with the demo models that measured 5 s per 64 px step joins: the slowest alive worker now.
