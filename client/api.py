@@ -2,7 +2,7 @@
 generated models. `AsyncClient` is the full client; `Client` is its blocking twin for scripts and the CLI.
 
     async with AsyncClient(url, api_key) as c:
-        job = await c.submit_train(["a.png"], prompt="a cat", options={"steps": 100})
+        job = (await c.post_train(["a.png"], prompt="a cat", options={"steps": 100}))["jobId"]
         async for event in c.follow(job):      # reconnects and replays by seq
             print(event.kind, event.progress)
 """
@@ -96,37 +96,6 @@ class AsyncClient:
         resp = await self.http.request(method, path, **kwargs)
         _raise_for(resp)
         return resp.json()
-
-    async def submit_train(
-        self,
-        images: list[Path],
-        prompt: str,
-        options: dict[str, Any] | None = None,
-        workflow: str = "lora",
-        clips: list[Path] | None = None,
-        transcripts: list[str] | None = None,
-        narration: str | None = None,
-        webhook: str | None = None,
-        idempotency_key: str | None = None,
-        voice_options: dict[str, Any] | None = None,
-        video_options: dict[str, Any] | None = None,
-    ) -> str:
-        """POST /api/train; returns the job id. voice_options / video_options: studio's train_voice and
-        render_video params."""
-        accepted = await self.post_train(
-            images,
-            prompt,
-            options,
-            workflow,
-            clips,
-            transcripts,
-            narration,
-            webhook,
-            idempotency_key,
-            voice_options,
-            video_options,
-        )
-        return str(accepted["jobId"])
 
     async def post_train(
         self,

@@ -363,7 +363,7 @@ def demo(
 
         async def submit() -> str:
             async with AsyncClient(ctx.url, ctx.api_key) as c:
-                return await c.submit_train(
+                accepted = await c.post_train(
                     sorted(images.iterdir()),
                     "a sample shape, flat colours",
                     d.OPTIONS,
@@ -374,6 +374,7 @@ def demo(
                     voice_options=d.VOICE_OPTIONS,
                     video_options=d.VIDEO_OPTIONS,
                 )
+            return str(accepted["jobId"])
 
         job_id = run(submit())
         err.print(f"studio job {job_id} submitted")

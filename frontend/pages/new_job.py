@@ -356,7 +356,7 @@ class NewJobForm:
         caps = self.link.capabilities
         self.submit_button.props("loading")
         try:
-            job_id = await self.link.client.submit_train(
+            accepted = await self.link.client.post_train(
                 [i.path for i in self.images.items],
                 prompt=self.prompt.value.strip(),
                 options=self._lora_options(),
@@ -375,7 +375,7 @@ class NewJobForm:
             return
         finally:
             self.submit_button.props(remove="loading")
-        ui.navigate.to(f"/jobs/{job_id}")
+        ui.navigate.to(f"/jobs/{accepted['jobId']}")
 
 
 #: Quasar passes File objects, which do not serialise: send names (and the failed check) instead.
