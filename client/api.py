@@ -62,9 +62,12 @@ def _train_form(
     webhook: str | None,
     voice_options: dict[str, Any] | None,
     video_options: dict[str, Any] | None,
+    captions: list[str] | None,
 ) -> tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]:
     data = {"prompt": prompt, "workflow": workflow, "options": json.dumps(options or {})}
-    files = _files("images", images)
+    files = _files("images", images)  # `<image-name>.txt` files among them are those images' captions
+    if captions is not None:
+        data["captions"] = json.dumps(captions)
     if clips:
         files += _files("clips", clips)
         data["transcripts"] = json.dumps(transcripts or [])
@@ -110,10 +113,23 @@ class AsyncClient:
         idempotency_key: str | None = None,
         voice_options: dict[str, Any] | None = None,
         video_options: dict[str, Any] | None = None,
+        captions: list[str] | None = None,
     ) -> dict[str, Any]:
-        """POST /api/train; returns the whole 202 body: jobId, status, links, estimateSeconds, warnings."""
+        """POST /api/train; returns the whole 202 body: jobId, status, links, estimateSeconds, warnings.
+
+        captions: one per image ("" = the prompt); or pass `<image-name>.txt` files among images instead."""
         data, files = _train_form(
-            images, prompt, options, workflow, clips, transcripts, narration, webhook, voice_options, video_options
+            images,
+            prompt,
+            options,
+            workflow,
+            clips,
+            transcripts,
+            narration,
+            webhook,
+            voice_options,
+            video_options,
+            captions,
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return dict(await self._json("POST", "/api/train", data=data, files=files, headers=headers))

@@ -86,6 +86,11 @@ def files_in(directory: Path, kinds: set[str], what: str) -> list[Path]:
     return found
 
 
+def caption_files(images: list[Path]) -> list[Path]:
+    """kohya-style captions: `<image-name>.txt` beside an image."""
+    return list(dict.fromkeys(t for p in images if (t := p.with_suffix(".txt")).is_file()))
+
+
 def options_arg(value: str | None, flag: str = "--options") -> dict[str, Any]:
     """JSON inline or @file."""
     if not value:
@@ -126,7 +131,9 @@ def up() -> None:
 
 @app.command()
 def train(
-    images: Annotated[Path, typer.Option(help="Directory of 1-50 PNG/JPEG/WebP images")],
+    images: Annotated[
+        Path, typer.Option(help="Directory of 1-50 PNG/JPEG/WebP images; a <image-name>.txt beside one is its caption")
+    ],
     prompt: Annotated[str, typer.Option(help="What the images show (1-1000 characters)")],
     options: Annotated[str | None, typer.Option(help="train_lora params as JSON or @file.json")] = None,
     workflow: Annotated[str, typer.Option(help="lora or studio")] = "lora",
@@ -141,6 +148,7 @@ def train(
     if workflow not in ("lora", "studio"):
         fail("--workflow must be lora or studio")
     image_files = files_in(images, IMAGE_TYPES, "images")
+    image_files += caption_files(image_files)
     clip_files: list[Path] | None = None
     lines: list[str] | None = None
     if workflow == "studio":

@@ -42,6 +42,13 @@ class TrainLoraParams(Params):
     checkpoint_every: int = Field(100, ge=0, description="Training checkpoint to S3 every N steps; 0 = never")
     sample_steps: int = Field(20, ge=1, le=200, description="Denoising steps of preview/sample images")
     baseline: bool = Field(True, description="Measure the loss on a fixed set before and after training (probeLoss)")
+    trigger_word: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^\S(.*\S)?$",
+        description="Prepended to every caption (and the sample prompt) unless the text already starts with it",
+    )
 
 
 class TrainVoiceParams(Params):

@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from common.settings import Settings
 from common.storage import Storage
+from control.captions import is_caption_file
 from control.errors import ApiError
 
 Kind = Literal["image", "audio"]
@@ -89,9 +90,12 @@ async def check_files(
     maximum: int,
     budget: list[int],
 ) -> list[Checked]:
-    """Validate the files of one form field; budget[0] is the total bytes left for this request."""
-    files = [v for v in form.getlist(field) if isinstance(v, UploadFile)]
-    if any(not isinstance(v, UploadFile) for v in form.getlist(field)):
+    """Validate the files of one form field; budget[0] is the total bytes left for this request.
+
+    Caption files (`<image-name>.txt`) among images are not images: control/captions.py reads them."""
+    parts = [v for v in form.getlist(field) if not (kind == "image" and is_caption_file(v))]
+    files = [v for v in parts if isinstance(v, UploadFile)]
+    if any(not isinstance(v, UploadFile) for v in parts):
         raise ApiError(422, "invalid_request", f"{field} must be files", pointer=f"/{field}")
     if not minimum <= len(files) <= maximum:
         raise ApiError(
@@ -151,7 +155,7 @@ async def delete_keys(storage: Storage, keys: list[str]) -> None:
 
 
 async def read_form(request: Request, settings: Settings) -> FormData:
-    max_files = settings.max_images + settings.max_clips
+    max_files = 2 * settings.max_images + settings.max_clips  # an image may come with its caption file
     try:
         return await request.form(max_files=max_files, max_fields=200, max_part_size=64 * 1024)
     except ApiError:

@@ -14,6 +14,7 @@ from common.jobs import new_job_id
 from common.keys import JOB_ID_PATTERN
 from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
 from control.bodies import BoundedJsonRoute, parse_json
+from control.captions import captions
 from control.deps import Control, ControlDep, OwnerDep
 from control.errors import ApiError, pointer_of
 from control.submission import ACCEPTED, IdemHeader, accept, fingerprint, webhook_url
@@ -72,7 +73,9 @@ def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
 
 @router.post("/train", status_code=202, responses=ACCEPTED, summary="Train a LoRA (or a whole studio job)")
 async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None) -> JSONResponse:
-    """Multipart: `images` (1-50 PNG/JPEG/WebP), `prompt`, `options` (JSON, train_lora params), `workflow`
+    """Multipart: `images` (1-50 PNG/JPEG/WebP, each optionally with a `<image-name>.txt` caption file),
+    `captions` (one per image, repeated or a JSON array; "" = the prompt), `prompt`, `options` (JSON, train_lora
+    params), `workflow`
     (`lora` or `studio`), `webhook`; for `studio` also `clips`, `transcripts`, `narration`,
     `voiceOptions` and `videoOptions` (JSON)."""
     s = c.settings
@@ -85,9 +88,13 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     webhook = await webhook_url(c, _text(form, "webhook", required=False, limit=2000))
     budget = [s.max_upload_total_bytes]
     images = await check_files(form, "images", "image", s, minimum=1, maximum=s.max_images, budget=budget)
+    names = [f.file.filename or "" for f in images]
+    per_image = await captions(form, names, s.max_prompt_chars, s.max_json_depth)
     job_id = new_job_id()
     uploads = [(paths.input_key(job_id, "images", i, f.ext), f) for i, f in enumerate(images)]
     context: dict[str, Any] = {"prompt": prompt, "images": [k for k, _ in uploads]}
+    if per_image is not None:
+        context["captions"] = per_image
     resolution = TrainLoraParams.model_validate(lora).resolution
     params: dict[str, dict[str, Any]] = {
         "prepare_assets": {"resolution": resolution, "maxPixels": s.max_image_pixels},

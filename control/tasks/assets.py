@@ -43,7 +43,7 @@ def check_clip(data: bytes) -> float:
     return float(info.frames / info.samplerate)
 
 
-@registry.builtin("prepare_assets", outputs=("images", "clips", "transcripts"))
+@registry.builtin("prepare_assets", outputs=("images", "captions", "clips", "transcripts"))
 def prepare_assets(ctx: TaskContext, p: PrepareAssetsParams) -> dict[str, Any]:
     """Decode every image under a pixel limit, orient, crop/resize to the training size; check audio."""
     assert ctx.storage is not None
@@ -76,6 +76,7 @@ def prepare_assets(ctx: TaskContext, p: PrepareAssetsParams) -> dict[str, Any]:
         "images": prepared,
         "resolution": p.resolution,
         "prompt": ctx.job_inputs.get("prompt", ""),
+        "captions": ctx.job_inputs.get("captions"),
         "clips": clips,
         "clipSeconds": seconds,
         "transcripts": transcripts,

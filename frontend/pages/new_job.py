@@ -28,8 +28,9 @@ from frontend.link import ControlLink
 log = structlog.get_logger(__name__)
 
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp")
+CAPTION_TYPES = (".txt",)  #: `<image-name>.txt` beside an image is its caption (as kohya users keep them)
 AUDIO_TYPES = (".wav", ".flac", ".ogg", ".mp3")
-_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".txt": "text/plain"}
 _AUDIO_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 #: A rejected file's reason, from Quasar's `failedPropValidation`.
 _REJECTED = {
@@ -148,9 +149,12 @@ class NewJobForm:
                 .classes("w-full")
             )
             limit = human_bytes(s.max_upload_file_bytes)
-            ui.label(f"Images: 1 to {s.max_images} PNG, JPEG or WebP files, each up to {limit}.").classes("text-body2")
+            ui.label(
+                f"Images: 1 to {s.max_images} PNG, JPEG or WebP files, each up to {limit}; "
+                "a <image-name>.txt file is that image's caption (else the prompt)."
+            ).classes("text-body2")
             self.image_upload = self._uploader(
-                "Images", "images", IMAGE_TYPES, _MIME, self.images, s.max_images, self._on_image
+                "Images", "images", IMAGE_TYPES + CAPTION_TYPES, _MIME, self.images, 2 * s.max_images, self._on_image
             )
             self.image_summary = ui.label().props("data-testid=images-summary").classes("text-caption")
             with ui.column().classes("w-full gap-2").bind_visibility_from(self.workflow, "value", value="studio"):
@@ -220,7 +224,7 @@ class NewJobForm:
 
     # --- uploads ------------------------------------------------------------------------------------------------
     async def _on_image(self, e: events.UploadEventArguments) -> None:
-        await self._receive(e, self.images, IMAGE_TYPES)
+        await self._receive(e, self.images, IMAGE_TYPES + CAPTION_TYPES)
 
     async def _on_clip(self, e: events.UploadEventArguments) -> None:
         if await self._receive(e, self.clips, AUDIO_TYPES):
@@ -249,11 +253,14 @@ class NewJobForm:
         if staged is self.clips:
             self._render_transcripts()
 
+    def _image_count(self) -> int:
+        return sum(not i.name.lower().endswith(CAPTION_TYPES) for i in self.images.items)
+
     def _refresh_summary(self) -> None:
-        n = len(self.images.items)
-        self.image_summary.set_text(
-            f"{n} image{'s' if n != 1 else ''} ready ({human_bytes(self.images.total)})" if n else "No images yet."
-        )
+        n = self._image_count()
+        captions = len(self.images.items) - n
+        text = f"{n} image{'s' if n != 1 else ''} ready ({human_bytes(self.images.total)})" if n else "No images yet."
+        self.image_summary.set_text(text + (f", {captions} with a caption file" if captions else ""))
         self._refresh_estimate()
 
     # --- fitting the job to the workers ------------------------------------------------------------------------
@@ -299,7 +306,7 @@ class NewJobForm:
         if not hasattr(self, "estimate"):
             return  # a change handler that fires while the form is still being built
         options = self._lora_options()
-        text, over = sizing.estimate_text(self.workflow.value, options, len(self.images.items), self.link.capabilities)
+        text, over = sizing.estimate_text(self.workflow.value, options, self._image_count(), self.link.capabilities)
         self.estimate.set_text(text)
         self.estimate.classes(replace="w-full text-body2 " + ("text-warning" if over else "text-grey-8"))
 
@@ -324,7 +331,7 @@ class NewJobForm:
         out = []
         if not (self.prompt.value or "").strip():
             out.append("Write a prompt.")
-        if not 1 <= len(self.images.items) <= self.settings.max_images:
+        if not 1 <= self._image_count() <= self.settings.max_images:
             out.append(f"Add 1 to {self.settings.max_images} images.")
         try:
             TrainLoraParams.model_validate({k: v for k, v in self.options.items() if v is not None})

@@ -94,3 +94,42 @@ def test_lora_trains_previews_and_loads_into_a_fresh_pipeline(run: Run, demo_dir
     # ...and reproduces the task's own final sample (same seed and steps): alpha/rank survived the file format.
     with Image.open(io.BytesIO(run.storage.get_bytes(out["sample"]["key"]))) as im:
         assert np.abs(np.asarray(im, dtype=np.float32) - lora_image).max() <= 2.0
+
+
+def test_per_image_captions_reach_the_trainer_as_distinct_embeddings(run: Run) -> None:
+    import torch
+
+    from common.params import TrainLoraParams
+    from worker.ml.device import pick
+    from worker.ml.lora import LoraTrainer
+    from worker.ml.models import resolve
+    from worker.tasks.lora import _images, texts
+
+    keys = put_images(run.storage, run.job_id, n=3, size=32)
+    context = {"images": keys, "prompt": PROMPT, "captions": ["a red toy", "", "a red toy"]}
+    ctx = run.ctx("train", "train_lora", context=context)
+    p = TrainLoraParams(resolution=32, trigger_word="sks")
+    pngs, captions, prompt = _images(ctx)
+    per_image = texts(prompt, captions, len(pngs), p.trigger_word)
+    assert per_image == ["sks, a red toy", "sks, a photo of sks toy", "sks, a red toy"]  # "" = the prompt
+    trainer = LoraTrainer(resolve(run.settings, "sd_model").sd, p, pick("fp32"), pngs, per_image, "sks")
+    trainer.cache_inputs()
+    embeds = trainer.embeds
+    assert embeds is not None and embeds.shape[0] == 3
+    assert not torch.equal(embeds[0], embeds[1]) and torch.equal(embeds[0], embeds[2])
+    ids = trainer.tokenizer(["sks, a red toy"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        expected = trainer.text_encoder(ids, return_dict=False)[0]
+    assert torch.allclose(embeds[0], expected)
+    with pytest.raises(Exception, match="2 entries for 3 images"):
+        texts(prompt, ["a", "b"], 3, None)
+
+
+def test_trigger_word_is_prepended_once() -> None:
+    from worker.tasks.lora import with_trigger
+
+    assert with_trigger("a dog", "sks") == "sks, a dog"
+    assert with_trigger("sks dog on grass", "sks") == "sks dog on grass"
+    assert with_trigger("sks, a dog", "sks") == "sks, a dog"
+    assert with_trigger("sksdog", "sks") == "sks, sksdog"
+    assert with_trigger("", "sks") == "sks" and with_trigger("a dog", None) == "a dog"

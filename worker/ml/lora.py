@@ -68,13 +68,18 @@ class LatentCache:
 class LoraTrainer:
     """Frozen VAE + text encoder, LoRA-adapted UNet, optimizer and the step generator."""
 
-    def __init__(self, sd_dir: Path, p: TrainLoraParams, device: Device, pngs: list[bytes], prompt: str) -> None:
+    def __init__(
+        self, sd_dir: Path, p: TrainLoraParams, device: Device, pngs: list[bytes], captions: list[str], prompt: str
+    ) -> None:
+        """captions: the text of each image (trigger word included); prompt: the text of sample images."""
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from peft import LoraConfig
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        self.sd_dir, self.p, self.device, self.prompt = sd_dir, p, device, prompt
+        if len(captions) != len(pngs):
+            raise ValueError(f"{len(captions)} captions for {len(pngs)} images")
+        self.sd_dir, self.p, self.device, self.prompt, self.captions = sd_dir, p, device, prompt, captions
         dev, dtype = device.device, device.dtype
         load: dict[str, Any] = {"local_files_only": True}
         with LOADING:
@@ -111,10 +116,10 @@ class LoraTrainer:
         self.cache: LatentCache | None = None
 
     def cache_inputs(self, on_image: Callable[[int, int], None] = lambda i, n: None) -> None:
-        """Encode the prompt once and, with cache_latents, each image's latents (one at a time: progress)."""
+        """Encode each distinct caption once and, with cache_latents, each image's latents (one at a time)."""
         import torch
 
-        self.embeds = self._encode_prompt()  # one prompt for all images: always encoded once
+        self.embeds = self._encode_captions()  # always cached: the text encoder is frozen
         if not self.p.cache_latents:
             return
         parts = []
@@ -127,18 +132,21 @@ class LoraTrainer:
     def trainable_count(self) -> int:
         return sum(q.numel() for q in self.params)
 
-    def _encode_prompt(self) -> torch.Tensor:
+    def _encode_captions(self) -> torch.Tensor:
+        """Text embeddings per image, shape (n, tokens, dim); images sharing a caption share one encoding."""
         import torch
 
+        distinct = list(dict.fromkeys(self.captions))
         ids = self.tokenizer(
-            [self.prompt],
+            distinct,
             padding="max_length",
             max_length=self.tokenizer.model_max_length,
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(self.device.device)
         with torch.no_grad():
-            return self.text_encoder(ids, return_dict=False)[0].float()
+            encoded = self.text_encoder(ids, return_dict=False)[0].float()
+        return encoded[[distinct.index(c) for c in self.captions]]
 
     def _encode(self, pixels: torch.Tensor) -> LatentCache:
         import torch
@@ -167,7 +175,7 @@ class LoraTrainer:
         steps = self.scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (latents.shape[0],), generator=self.generator, device=dev)
         assert self.embeds is not None, "cache_inputs() first"
-        embeds = self.embeds.expand(latents.shape[0], -1, -1)
+        embeds = self.embeds[idx]
         with self.device.autocast():
             loss = noise_loss(self.unet, self.scheduler, latents, embeds, noise, timesteps)
         return optimizer_step(loss, self.optimizer, self.scaler, self.params)
@@ -192,7 +200,7 @@ class LoraTrainer:
             for t in timesteps:
                 noise = torch.randn(latents.shape, generator=gen, device=dev)
                 with torch.no_grad(), self.device.autocast():
-                    loss = noise_loss(self.unet, self.scheduler, latents, self.embeds, noise, t.reshape(1))
+                    loss = noise_loss(self.unet, self.scheduler, latents, self.embeds[i : i + 1], noise, t.reshape(1))
                 losses.append(float(loss))
                 on_part(len(losses), total)
         return sum(losses) / len(losses)

@@ -18,14 +18,31 @@ registry = Registry()
 SAMPLE_SEED = 0
 
 
-def _images(ctx: TaskContext) -> tuple[list[bytes], str]:
+def with_trigger(text: str, trigger: str | None) -> str:
+    """text with the trigger word in front (once: not again when text already starts with it)."""
+    if not trigger or text == trigger or text.startswith((trigger + " ", trigger + ",")):
+        return text
+    return f"{trigger}, {text}" if text else trigger
+
+
+def texts(prompt: str, captions: list[str] | None, count: int, trigger: str | None) -> list[str]:
+    """The training text of each image: its caption, or the prompt where it has none; trigger word in front."""
+    if captions is not None and len(captions) != count:
+        raise TaskInputError(f"`captions` has {len(captions)} entries for {count} images")
+    return [with_trigger((c or "").strip() or prompt, trigger) for c in (captions or [""] * count)]
+
+
+def _images(ctx: TaskContext) -> tuple[list[bytes], list[str] | None, str]:
     keys = inputs.value(ctx, "images")
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
         raise TaskInputError("train_lora needs `images`: a non-empty list of prepared PNG keys")
     prompt = inputs.value(ctx, "prompt", "")
     if not isinstance(prompt, str):
         raise TaskInputError("`prompt` must be a string")
-    return [inputs.read(ctx, k, "image") for k in keys], prompt
+    captions = inputs.value(ctx, "captions")
+    if captions is not None and (not isinstance(captions, list) or not all(isinstance(c, str) for c in captions)):
+        raise TaskInputError("`captions` must be a list of strings, one per image")
+    return [inputs.read(ctx, k, "image") for k in keys], captions, prompt
 
 
 @registry.builtin(
@@ -40,9 +57,10 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
     from worker.ml.lora import WEIGHTS_NAME, LoraTrainer, png_bytes
 
     ctx.phase("loading-model")
-    pngs, prompt = _images(ctx)
+    pngs, captions, prompt = _images(ctx)
+    per_image = texts(prompt, captions, len(pngs), p.trigger_word)
     run = training.begin(ctx, p.precision, "sd_model")
-    trainer = LoraTrainer(run.models.sd, p, run.device, pngs, prompt)
+    trainer = LoraTrainer(run.models.sd, p, run.device, pngs, per_image, with_trigger(prompt, p.trigger_word))
     ctx.phase("caching")
     trainer.cache_inputs(lambda i, n: ctx.phase("caching", i / n))
 
