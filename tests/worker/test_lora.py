@@ -77,7 +77,7 @@ def test_lora_trains_previews_and_loads_into_a_fresh_pipeline(run: Run, demo_dir
         with Image.open(io.BytesIO(run.storage.get_bytes(e["artifact"]["key"]))) as im:
             assert im.format == "PNG" and im.size == (64, 64)
     artifacts = {e["artifact"]["name"]: e["artifact"] for e in run.kinds("artifact")}
-    assert set(artifacts) == {"pytorch_lora_weights.safetensors", "sample.png"}
+    assert set(artifacts) == {"pytorch_lora_weights.safetensors", "lora_kohya.safetensors", "sample.png"}
     assert out["lora"]["key"] == f"jobs/{run.job_id}/train/pytorch_lora_weights.safetensors"
 
     # The saved file, in a fresh pipeline: it loads, it lowers the loss on a fixed batch, it changes the image.
@@ -94,6 +94,30 @@ def test_lora_trains_previews_and_loads_into_a_fresh_pipeline(run: Run, demo_dir
     # ...and reproduces the task's own final sample (same seed and steps): alpha/rank survived the file format.
     with Image.open(io.BytesIO(run.storage.get_bytes(out["sample"]["key"]))) as im:
         assert np.abs(np.asarray(im, dtype=np.float32) - lora_image).max() <= 2.0
+
+    # The kohya/A1111 file: kohya keys and metadata; diffusers reads that format too and gives the same image.
+    from safetensors import safe_open
+
+    kohya_dir = tmp_path / "kohya"
+    run.storage.download(out["loraKohya"]["key"], kohya_dir / "lora_kohya.safetensors")
+    with safe_open(str(kohya_dir / "lora_kohya.safetensors"), "pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+        alphas = {float(f.get_tensor(k)) for k in keys if k.endswith(".alpha")}
+    assert all(
+        k.startswith("lora_unet_") and k.endswith((".lora_down.weight", ".lora_up.weight", ".alpha")) for k in keys
+    )
+    with safe_open(str(lora_dir / "pytorch_lora_weights.safetensors"), "pt") as f:
+        modules = len(list(f.keys())) // 2  # a down and an up weight each
+    assert len(keys) == 3 * modules and alphas == {16.0}  # each down/up/alpha
+    assert (
+        meta["ss_network_dim"] == "8" and meta["ss_network_alpha"] == "16" and meta["ss_base_model_version"] == "sd_v1"
+    )
+    assert meta["ss_max_train_steps"] == "20" and meta["modelspec.architecture"] == "stable-diffusion-v1/lora"
+    assert meta["ss_sd_model_name"].endswith("sd") and meta["ss_training_comment"] == PROMPT
+    kohya_pipe = StableDiffusionPipeline.from_pretrained(DemoModels(demo_dir).sd, local_files_only=True)
+    kohya_pipe.set_progress_bar_config(disable=True)
+    kohya_pipe.load_lora_weights(str(kohya_dir), weight_name="lora_kohya.safetensors")
+    assert np.abs(_image(kohya_pipe) - lora_image).max() <= 2.0
 
 
 def test_per_image_captions_reach_the_trainer_as_distinct_embeddings(run: Run) -> None:

@@ -68,6 +68,8 @@ class LatentCache:
 class LoraTrainer:
     """Frozen VAE + text encoder, LoRA-adapted UNet, optimizer and the step generator."""
 
+    family = "sd15"
+
     def __init__(
         self, sd_dir: Path, p: TrainLoraParams, device: Device, pngs: list[bytes], captions: list[str], prompt: str
     ) -> None:
@@ -267,23 +269,40 @@ class LoraTrainer:
             self.scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"], self.generator)
 
-    def save_lora(self, out_dir: Path) -> Path:
-        """Write pytorch_lora_weights.safetensors in diffusers' format, loadable by load_lora_weights.
+    def save_lora(self, out_dir: Path, base_model: str, title: str) -> tuple[Path, Path]:
+        """Write the LoRA twice: pytorch_lora_weights.safetensors in diffusers' format (load_lora_weights) and
+        lora_kohya.safetensors in kohya's (ComfyUI, A1111), with kohya/model-spec metadata.
 
-        alpha/rank is folded into the up weights: loaders then assume alpha = rank and get the same output,
-        and no adapter metadata is needed (its target names would also match AnimateDiff's motion modules).
+        In the diffusers file alpha/rank is folded into the up weights: loaders then assume alpha = rank and
+        get the same output, and no adapter metadata is needed (its target names would also match
+        AnimateDiff's motion modules). The kohya file keeps the weights as trained with alpha per module.
         """
         from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
-        scale = (self.p.alpha or self.p.rank) / self.p.rank
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
+        from worker.ml.lora_files import KOHYA_NAME, LoraInfo, save_kohya
+
+        alpha = self.p.alpha or self.p.rank
+        peft_state = get_peft_model_state_dict(self.unet)
+        layers = convert_state_dict_to_diffusers(peft_state)
+        scale = alpha / self.p.rank
         layers = {
             k: (v.detach().float() * (scale if ".lora.up." in k else 1.0)).cpu().contiguous() for k, v in layers.items()
         }
         StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=layers, safe_serialization=True)
-        return out_dir / WEIGHTS_NAME
+        info = LoraInfo(
+            self.family,
+            base_model,
+            self.p.rank,
+            alpha,
+            self.p.steps,
+            self.p.resolution,
+            self.p.trigger_word,
+            self.prompt,
+            title,
+        )
+        return out_dir / WEIGHTS_NAME, save_kohya(out_dir / KOHYA_NAME, peft_state, info)
 
 
 def png_bytes(image: Image.Image) -> bytes:

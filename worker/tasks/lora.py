@@ -47,7 +47,7 @@ def _images(ctx: TaskContext) -> tuple[list[bytes], list[str] | None, str]:
 
 @registry.builtin(
     "train_lora",
-    outputs=("lora", "sample", "steps", "loss", "device", "peakMemoryBytes"),
+    outputs=("lora", "loraKohya", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
     isolated=True,
     memory_options=("resolution", "batchSize"),
@@ -83,15 +83,17 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
     final = sample("sampling")
     ctx.phase("uploading")
     with tempfile.TemporaryDirectory() as tmp:
-        weights = trainer.save_lora(Path(tmp))
+        weights, kohya = trainer.save_lora(Path(tmp), str(run.models.sd), f"biplane-{ctx.job_id}")
         ctx.check_cancel()  # canceled during the final sample: leave no final artifact
         lora = ctx.put_artifact(WEIGHTS_NAME, weights, "application/octet-stream")
+        lora_kohya = ctx.put_artifact(kohya.name, kohya, "application/octet-stream")
     sample_meta = ctx.put_artifact("sample.png", final, "image/png")
     return run.result(
         trained,
         p,
         p.resolution,
         lora=lora.model_dump(by_alias=True, mode="json"),
+        loraKohya=lora_kohya.model_dump(by_alias=True, mode="json"),
         sample=sample_meta.model_dump(by_alias=True, mode="json"),
         trainableParams=trainer.trainable_count,
     )
