@@ -10,7 +10,15 @@ from pathlib import Path
 from bench.stack import machine
 
 #: Benchmark modules, each with run() -> list of (what, figure, target/notes) rows.
-BENCHES = ["bench.noop", "bench.ws_latency", "bench.ingest", "bench.footprint", "bench.lora_step", "bench.cancel"]
+BENCHES = [
+    "bench.noop",
+    "bench.ws_latency",
+    "bench.ingest",
+    "bench.footprint",
+    "bench.lora_step",
+    "bench.gpu",
+    "bench.cancel",
+]
 
 
 def main(names: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""LoRA step time on the demo model: CPU fp32, and CUDA bf16 when a GPU is present. Prints, never asserts.
+"""LoRA step time on the demo models (SD and, next to it, the tiny SDXL): CPU fp32, and CUDA bf16 when a GPU is
+present. Prints, never asserts. The full-size architectures on a GPU: `python -m bench.gpu`.
 
 python -m bench.lora_step [--steps 30] [--resolution 64] [--rank 8] [--batch 1] [--threads 2]
 """
@@ -26,7 +27,7 @@ def _pngs(n: int, size: int) -> list[bytes]:
     return out
 
 
-def measure(models: Path, precision: str, args: argparse.Namespace) -> tuple[str, str, str]:
+def measure(models: Path, precision: str, args: argparse.Namespace, family: str = "sd15") -> tuple[str, str, str]:
     from common.params import TrainLoraParams
     from worker.ml.device import peak_memory_bytes, pick, reset_peak_memory
     from worker.ml.lora import LoraTrainer
@@ -36,7 +37,9 @@ def measure(models: Path, precision: str, args: argparse.Namespace) -> tuple[str
     p = TrainLoraParams(
         steps=args.steps, rank=args.rank, learning_rate=1e-2, resolution=args.resolution, batch_size=args.batch
     )
-    trainer = LoraTrainer(models / "sd", p, device, _pngs(4, args.resolution), "a photo of sks")
+    base = models / ("sdxl" if family == "sdxl" else "sd")
+    trainer = LoraTrainer(base, p, device, _pngs(4, args.resolution), ["a photo of sks"] * 4, "a photo of sks", family)
+    trainer.cache_inputs()
     before = trainer.probe_loss()
     for _ in range(3):  # warm-up (allocator, kernels)
         trainer.step()
@@ -52,7 +55,7 @@ def measure(models: Path, precision: str, args: argparse.Namespace) -> tuple[str
     after = trainer.probe_loss()
     p90 = sorted(times)[int(0.9 * len(times))]
     return (
-        f"LoRA step, demo model, {device.name}, {device.precision}",
+        f"LoRA step, {family} demo model, {device.name}, {device.precision}",
         f"{statistics.median(times) * 1000:.1f} ms/step median (p90 {p90 * 1000:.1f})",
         f"res {args.resolution} bs {args.batch} r {args.rank}, {args.threads} threads; probe loss {before:.4f} -> "
         f"{after:.4f} ({(after / before - 1) * 100:+.1f}%) in {args.steps + 3} steps; peak memory "
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace | None = None) -> list[tuple[str, str, str]]:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         models = ensure_demo_models(Path(tmp) / "models").root
-        rows = [measure(models, "fp32", args)]
+        rows = [measure(models, "fp32", args), measure(models, "fp32", args, "sdxl")]
         if torch.cuda.is_available():
             rows.append(measure(models, "bf16", args))
         else:

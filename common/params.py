@@ -22,12 +22,18 @@ class PrepareAssetsParams(Params):
     """Decode, orient, crop and resize the uploaded images; check audio clips and transcripts."""
 
     resolution: int = Field(512, ge=32, le=2048, multiple_of=8, description="Square training size in px")
+    image_fit: Literal["crop", "resize"] = Field("crop", description="Centre crop, or squash the whole image")
     max_pixels: int = Field(64_000_000, ge=1, description="Reject images larger than this (decompression bombs)")
 
 
 class TrainLoraParams(Params):
-    """LoRA on the UNet attention projections of a Stable Diffusion base model."""
+    """LoRA on the UNet attention projections of a Stable Diffusion (1.x or XL) base model."""
 
+    base_model: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$",
+        description="One of the deployment's base models (capabilities `baseModels`); default: the first",
+    )
     steps: int = Field(500, ge=1, le=100_000)
     rank: int = Field(16, ge=1, le=256)
     alpha: float | None = Field(None, gt=0, description="LoRA alpha; default = rank")
@@ -35,8 +41,29 @@ class TrainLoraParams(Params):
     resolution: int = Field(512, ge=32, le=2048, multiple_of=8)
     batch_size: int = Field(1, ge=1, le=64)
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    precision: Precision = "auto"
-    gradient_checkpointing: bool = False
+    precision: Precision = Field("auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute UNet activations in the backward pass: less memory, about 20-30% slower"
+    )
+    optimizer: Literal["adamw", "adamw8bit"] = Field(
+        "adamw",
+        description="adamw8bit: bitsandbytes' 8-bit AdamW (less optimizer memory) on a CUDA worker that has it "
+        "installed (biplane[gpu]); elsewhere AdamW is used and the output says so",
+    )
+    noise_offset: float = Field(
+        0.0, ge=0, le=1, description="Offset noise (e.g. 0.05-0.1): lets the LoRA learn very dark or bright images"
+    )
+    snr_gamma: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="Min-SNR loss weighting with this gamma (5 is the usual value); none = plain MSE",
+    )
+    image_fit: Literal["crop", "resize"] = Field(
+        "crop",
+        description="How images become square: crop = centre crop (keeps proportions, may cut edges), "
+        "resize = squash the whole image (keeps everything, distorts proportions)",
+    )
     cache_latents: bool = Field(True, description="Encode latents and text embeddings once")
     sample_every: int = Field(100, ge=0, description="Preview image every N steps; 0 = only the final sample")
     checkpoint_every: int = Field(100, ge=0, description="Training checkpoint to S3 every N steps; 0 = never")

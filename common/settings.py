@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,11 +33,17 @@ class Settings(BaseSettings):
     url: str = "http://127.0.0.1:8000"  # where clients (UI, CLI) find control
     api_key: SecretStr = SecretStr("")  # the key clients send
 
-    # Models (local diffusers/transformers directories; unset = demo models)
-    sd_model: Path | None = None
-    tts_model: Path | None = None
-    vocoder_model: Path | None = None
-    motion_adapter: Path | None = None
+    # Models (common/modelrefs.py): a local diffusers/transformers directory or a hub id org/name[@revision];
+    # unset = a demo model built locally (no SDXL motion adapter has one).
+    sd_model: str | None = None
+    sdxl_model: str | None = None
+    tts_model: str | None = None
+    vocoder_model: str | None = None
+    motion_adapter: str | None = None
+    sdxl_motion_adapter: str | None = None
+    base_models: str = ""  # name=family:reference,... (common/basemodels.py); "" = sd15 and sdxl from the above
+    model_cache: Path | None = None  # huggingface_hub cache of hub ids; None = the hub's default (HF_HUB_CACHE)
+    offline: bool = False  # cache only, never download (as HF_HUB_OFFLINE=1)
     demo_model_dir: Path = Path(".dev/demo-models")
 
     # Executor
@@ -101,6 +107,19 @@ class Settings(BaseSettings):
     frontend_port: int = 8080
     log_json: bool = False
     instance: str = ""  # consumer name; default hostname-pid
+
+    @field_validator("base_models")
+    @classmethod
+    def _base_models(cls, value: str) -> str:
+        from common.basemodels import parse
+
+        parse(value)  # a bad entry stops the process at start, naming it
+        return value
+
+    @field_validator("sd_model", "sdxl_model", "tts_model", "vocoder_model", "motion_adapter", "sdxl_motion_adapter")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())

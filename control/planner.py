@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, ValidationError
 
+from common import basemodels
 from common.errors import PlanError
 from common.models.graph_schema import GraphDocument, Plane
 from common.models.manifest_schema import CapabilityManifest
@@ -54,6 +55,33 @@ class Service:
     plane: Plane
     model: type[BaseModel] | None  # built-in or locally registered
     schema: dict[str, Any] | None  # from a worker manifest (plugins only known to workers)
+
+
+class UnknownBaseModel(PlanError):
+    code = "unknown_base_model"
+
+
+def check_base_model(settings: Settings, name: Any, pointer: str) -> None:
+    """train_lora's baseModel names one of the deployment's base models (a 422 at pointer)."""
+    if isinstance(name, str) and basemodels.find(settings, name) is None:
+        names = ", ".join(b.name for b in basemodels.base_models(settings))
+        raise UnknownBaseModel(f"unknown base model {name!r}; one of {names}", pointer=pointer)
+
+
+def check_video_family(settings: Settings, family: str | None, pointer: str) -> None:
+    """render_video with an SDXL LoRA needs an SDXL motion adapter (AnimateDiff SDXL): refused before it runs."""
+    if family == "sdxl" and settings.sdxl_motion_adapter is None:
+        raise PlanError(
+            "render_video cannot animate an SDXL LoRA: no SDXL motion adapter is configured "
+            "(BIPLANE_SDXL_MOTION_ADAPTER); train on an SD 1.x base model or configure one",
+            pointer=pointer,
+        )
+
+
+def lora_family(settings: Settings, params: dict[str, Any]) -> str | None:
+    """The family of the base model a train_lora node's params name (None: no such base model)."""
+    found = basemodels.find(settings, params.get("baseModel"))
+    return found.family if found else None
 
 
 class Planner:
@@ -115,7 +143,19 @@ class Planner:
             raise PlanError(f"{err['msg']}", pointer=pointer_of(err["loc"])) from e
         self._check_structure(graph)
         self._check_services(graph, self.services(manifests))
+        self._check_videos(graph)
         return graph
+
+    def _check_videos(self, graph: GraphDocument) -> None:
+        """A render_video node after a train_lora node on an SDXL base needs an SDXL motion adapter."""
+        nodes = {n.id: n for n in graph.nodes}
+        for i, n in enumerate(graph.nodes):
+            if n.service != "render_video":
+                continue
+            for e in graph.edges:
+                dep = nodes[e.from_]
+                if e.to == n.id and dep.service == "train_lora":
+                    check_video_family(self.settings, lora_family(self.settings, dep.params or {}), f"/nodes/{i}")
 
     def _check_structure(self, graph: GraphDocument) -> None:
         index: dict[str, int] = {}
@@ -139,6 +179,10 @@ class Planner:
             cycle = " -> ".join(e.args[1])
             raise PlanError(f"the graph has a cycle: {cycle}", pointer="/edges") from e
 
+    def _check_base_model(self, service: str, params: dict[str, Any], i: int) -> None:
+        if service == "train_lora":
+            check_base_model(self.settings, params.get("baseModel"), f"/nodes/{i}/params/baseModel")
+
     def _check_services(self, graph: GraphDocument, known: dict[str, Service]) -> None:
         for i, n in enumerate(graph.nodes):
             svc = known.get(n.service)
@@ -156,6 +200,7 @@ class Planner:
                         f"invalid params for {n.service}: {err['msg']}",
                         pointer=f"/nodes/{i}/params{pointer_of(err['loc'])}",
                     ) from e
+                self._check_base_model(n.service, params, i)
             elif svc.schema is not None:
                 error = jsonschema.exceptions.best_match(
                     jsonschema.Draft202012Validator(svc.schema).iter_errors(params)

@@ -18,7 +18,7 @@ from common.registry import Registry, load_modules
 from common.settings import Settings
 from worker import metrics
 from worker.ml.device import auto_precision, describe
-from worker.ml.models import uses_demo_models
+from worker.ml.models import statuses, uses_demo_models
 from worker.tasks import registry as worker_tasks
 
 log = structlog.get_logger(__name__)
@@ -71,6 +71,7 @@ async def heartbeat(state: PlaneState) -> None:
             versions=versions,
             ts=time.time(),
             step_seconds=measured(),
+            models=await asyncio.to_thread(statuses, state.settings),
         )
         manifest.recommended = Worker.of(manifest).recommend()
         try:

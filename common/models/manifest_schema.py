@@ -37,6 +37,27 @@ class StepSeconds(BaseModel):
     """
 
 
+class ModelStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    setting: str
+    """
+    The setting that names the model, e.g. BIPLANE_SD_MODEL.
+    """
+    reference: str
+    """
+    A local directory, a hub id org/name[@revision], or demo.
+    """
+    repo_id: str | None = Field(None, alias="repoId")
+    revision: str | None = None
+    """
+    The commit a hub id resolves to in the cache.
+    """
+    cached: bool | None = False
+    """
+    Usable without a download (a local directory or a cached snapshot).
+    """
+
+
 class CapabilityManifest(BaseModel):
     """
     What a process can run, derived from its task registry and published with its heartbeat.
@@ -65,5 +86,9 @@ class CapabilityManifest(BaseModel):
     recommended: dict[str, dict[str, Any]] | None = {}
     """
     Options (wire names) this worker recommends per service, sized to its device and models.
+    """
+    models: list[ModelStatus] | None = Field([], validate_default=True)
+    """
+    The models this worker is configured with and what each resolves to in its cache.
     """
     services: list[ServiceCapability]

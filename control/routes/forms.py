@@ -17,6 +17,7 @@ from control.bodies import BoundedJsonRoute, parse_json
 from control.captions import captions
 from control.deps import Control, ControlDep, OwnerDep
 from control.errors import ApiError, pointer_of
+from control.planner import check_base_model, check_video_family, lora_family
 from control.submission import ACCEPTED, IdemHeader, accept, fingerprint, webhook_url
 from control.uploads import check_files, read_form
 
@@ -85,6 +86,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     if workflow not in ("lora", "studio"):
         raise ApiError(422, "invalid_request", "workflow must be 'lora' or 'studio'", pointer="/workflow")
     lora = _options(form, "options", TrainLoraParams, s.max_json_depth)
+    check_base_model(s, lora.get("baseModel"), "/options/baseModel")
     webhook = await webhook_url(c, _text(form, "webhook", required=False, limit=2000))
     budget = [s.max_upload_total_bytes]
     images = await check_files(form, "images", "image", s, minimum=1, maximum=s.max_images, budget=budget)
@@ -95,9 +97,13 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     context: dict[str, Any] = {"prompt": prompt, "images": [k for k, _ in uploads]}
     if per_image is not None:
         context["captions"] = per_image
-    resolution = TrainLoraParams.model_validate(lora).resolution
+    training = TrainLoraParams.model_validate(lora)
     params: dict[str, dict[str, Any]] = {
-        "prepare_assets": {"resolution": resolution, "maxPixels": s.max_image_pixels},
+        "prepare_assets": {
+            "resolution": training.resolution,
+            "imageFit": training.image_fit,
+            "maxPixels": s.max_image_pixels,
+        },
         "train_lora": lora,
     }
     if workflow == "studio":
@@ -109,6 +115,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
         context["narration"] = _text(form, "narration", required=True, limit=2000)
         params["train_voice"] = _options(form, "voiceOptions", TrainVoiceParams, s.max_json_depth)
         params["render_video"] = _options(form, "videoOptions", RenderVideoParams, s.max_json_depth)
+        check_video_family(s, lora_family(s, lora), "/options/baseModel")
     graph = c.planner.build(workflow, params, context)
     fp = fingerprint(
         "train",
@@ -171,6 +178,14 @@ async def _artifact_of(c: Control, owner: str, ref: JobRef, service: str, field:
     return {"job": ref.job, "key": key}
 
 
+async def _lora_family(c: Control, owner: str, ref: JobRef) -> str | None:
+    """The family of the base model a LoRA job trained on (its output's baseModel; SD 1.x before there was one)."""
+    job = await c.owned_job(ref.job, owner)
+    node = next((n for n in job.graph.nodes if n.service == "train_lora" and n.status == "completed"), None)
+    base = (node.output or {}).get("baseModel") if node else None
+    return str(base.get("family")) if isinstance(base, dict) else "sd15"
+
+
 @router.post("/render", status_code=202, responses=ACCEPTED, summary="Render a video")
 async def render(
     body: RenderRequest, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None
@@ -178,6 +193,7 @@ async def render(
     params = body.model_dump(by_alias=True, exclude_unset=True, exclude={"webhook", "lora", "voice"})
     if body.lora is not None:
         params["lora"] = await _artifact_of(c, owner, body.lora, "train_lora", "lora", "/lora")
+        check_video_family(c.settings, await _lora_family(c, owner, body.lora), "/lora")
     if body.voice is not None:
         params["voice"] = await _artifact_of(c, owner, body.voice, "train_voice", "voiceDir", "/voice")
     context = {"prompt": body.prompt or "", "narration": body.narration}

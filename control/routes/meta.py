@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from common import estimate
+from common import basemodels, estimate
 from control import metrics
 from control.deps import ControlDep, OwnerDep
 from control.planner import TEMPLATES
@@ -60,6 +60,8 @@ async def capabilities(c: ControlDep, owner: OwnerDep) -> dict[str, Any]:
         # Per service, the recommendation of the slowest alive worker offering it: fits whichever takes the job.
         "recommended": estimate.recommended([estimate.Worker.of(m) for m in manifests if m.plane == "data"]),
         "estimateWarnSeconds": c.settings.estimate_warn_seconds,
+        # train_lora's baseModel: the first is the default; workers' `models` say what each resolves to there.
+        "baseModels": [b.public() for b in basemodels.base_models(c.settings)],
         "workersAlive": len(manifests),
         "demo": any(m.demo for m in manifests),
         "warning": None if manifests else "no worker is alive: data-plane jobs will wait in the queue",

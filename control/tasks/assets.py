@@ -16,8 +16,8 @@ from common.registry import Registry
 registry = Registry()
 
 
-def prepare_image(data: bytes, resolution: int, max_pixels: int) -> bytes:
-    """A square RGB PNG of resolution px: EXIF-oriented, centre-cropped, Lanczos-resized."""
+def prepare_image(data: bytes, resolution: int, max_pixels: int, fit: str = "crop") -> bytes:
+    """A square RGB PNG of resolution px: EXIF-oriented, centre-cropped (or squashed whole), Lanczos-resized."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > max_pixels:  # checked before decoding any pixel
@@ -26,7 +26,8 @@ def prepare_image(data: bytes, resolution: int, max_pixels: int) -> bytes:
             oriented = ImageOps.exif_transpose(im).convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as e:
         raise TaskInputError(f"image does not decode: {e}") from e
-    square = ImageOps.fit(oriented, (resolution, resolution), Image.Resampling.LANCZOS)
+    size, lanczos = (resolution, resolution), Image.Resampling.LANCZOS
+    square = ImageOps.fit(oriented, size, lanczos) if fit == "crop" else oriented.resize(size, lanczos)
     out = io.BytesIO()
     square.save(out, "PNG", optimize=False)
     return out.getvalue()
@@ -57,7 +58,7 @@ def prepare_assets(ctx: TaskContext, p: PrepareAssetsParams) -> dict[str, Any]:
     for i, key in enumerate(images):
         ctx.check_cancel()
         try:
-            png = prepare_image(ctx.storage.get_bytes(key), p.resolution, p.max_pixels)
+            png = prepare_image(ctx.storage.get_bytes(key), p.resolution, p.max_pixels, p.image_fit)
         except TaskInputError as e:
             raise TaskInputError(f"images[{i}]: {e.message}") from e
         out_key = ctx.artifact_key(f"images/{i:03d}.png")

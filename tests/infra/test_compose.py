@@ -103,6 +103,13 @@ def test_compose_validates_and_wires_every_service(tmp_path: Path) -> None:
     assert worker["build"]["args"] == {"VARIANT": "cpu", "TORCH_INDEX": "https://download.pytorch.org/whl/cpu"}
     assert worker["environment"]["BIPLANE_SD_MODEL"] == "/models/sd15"
     assert worker["environment"]["BIPLANE_TTS_MODEL"] is None  # unset in .env: not passed, demo model
+    assert worker["environment"]["BIPLANE_MODEL_CACHE"] == "/model-cache"
+    assert services["control"]["environment"]["BIPLANE_SD_MODEL"] == "/models/sd15"  # its base models
+    pull = _config(env, "tools")["services"]["models-pull"]  # the one-shot `biplane models pull`
+    assert pull["command"] == ["biplane", "models", "pull"] and pull["restart"] == "no"
+    assert pull["environment"]["BIPLANE_SD_MODEL"] == "/models/sd15"
+    cache = {v["target"]: v["source"] for v in worker["volumes"]}["/model-cache"]
+    assert cache == "model-cache" and {v["target"]: v["source"] for v in pull["volumes"]}["/model-cache"] == cache
 
     for name, svc in services.items():
         assert svc["deploy"]["resources"]["limits"]["memory"], f"{name} has no memory limit"

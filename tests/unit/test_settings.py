@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from common.keys import Keys
@@ -18,7 +16,7 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.s3_secret_key.get_secret_value() == "s3cr3t"
     assert "s3cr3t" not in repr(s)
     assert s.api_key_set() == {"a", "b", "c"}
-    assert s.sd_model == Path("/models/sd15")
+    assert s.sd_model == "/models/sd15"
     assert s.max_node_attempts == 5
     assert Keys(s.key_prefix).stream("data") == "px:jobs:data"
 

@@ -45,6 +45,6 @@ def test_configured_models_are_checked_by_name(run: Run, tmp_path: Path) -> None
     empty = tmp_path / "sd"
     empty.mkdir()
     with pytest.raises(ModelMissing, match=r"BIPLANE_SD_MODEL=.*/sd lacks model_index.json"):
-        check(run.settings.model_copy(update={"sd_model": empty}), "sd_model")
+        check(run.settings.model_copy(update={"sd_model": str(empty)}), "sd_model")
     with pytest.raises(ModelMissing, match="BIPLANE_VOCODER_MODEL=/nowhere does not exist"):
-        check(run.settings.model_copy(update={"vocoder_model": Path("/nowhere")}), "vocoder_model")
+        check(run.settings.model_copy(update={"vocoder_model": "/nowhere"}), "vocoder_model")

@@ -65,6 +65,14 @@ def test_lora_trains_previews_and_loads_into_a_fresh_pipeline(run: Run, demo_dir
     out = train_lora(run.ctx("train", "train_lora", context={"images": keys, "prompt": PROMPT}), p)
 
     assert out["steps"] == 20 and out["startStep"] == 0 and out["device"] == "cpu" and out["demo"] is True
+    assert out["baseModel"] == {
+        "name": "sd15",
+        "family": "sd15",
+        "setting": "BIPLANE_SD_MODEL",
+        "reference": "demo",
+        "repoId": None,
+        "revision": None,
+    }
     assert out["probeLoss"]["end"] <= 0.9 * out["probeLoss"]["start"], out["probeLoss"]
     assert out["peakMemoryBytes"] > 50 * 2**20
     progress = run.steps()
@@ -113,7 +121,7 @@ def test_lora_trains_previews_and_loads_into_a_fresh_pipeline(run: Run, demo_dir
         meta["ss_network_dim"] == "8" and meta["ss_network_alpha"] == "16" and meta["ss_base_model_version"] == "sd_v1"
     )
     assert meta["ss_max_train_steps"] == "20" and meta["modelspec.architecture"] == "stable-diffusion-v1/lora"
-    assert meta["ss_sd_model_name"].endswith("sd") and meta["ss_training_comment"] == PROMPT
+    assert meta["ss_sd_model_name"] == "demo" and meta["ss_training_comment"] == PROMPT
     kohya_pipe = StableDiffusionPipeline.from_pretrained(DemoModels(demo_dir).sd, local_files_only=True)
     kohya_pipe.set_progress_bar_config(disable=True)
     kohya_pipe.load_lora_weights(str(kohya_dir), weight_name="lora_kohya.safetensors")
@@ -138,12 +146,14 @@ def test_per_image_captions_reach_the_trainer_as_distinct_embeddings(run: Run) -
     assert per_image == ["sks, a red toy", "sks, a photo of sks toy", "sks, a red toy"]  # "" = the prompt
     trainer = LoraTrainer(resolve(run.settings, "sd_model").sd, p, pick("fp32"), pngs, per_image, "sks")
     trainer.cache_inputs()
-    embeds = trainer.embeds
-    assert embeds is not None and embeds.shape[0] == 3
+    assert trainer.embeds is not None
+    embeds = trainer.embeds.hidden
+    assert embeds.shape[0] == 3
     assert not torch.equal(embeds[0], embeds[1]) and torch.equal(embeds[0], embeds[2])
-    ids = trainer.tokenizer(["sks, a red toy"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    text: Any = trainer.family
+    ids = text.tokenizer(["sks, a red toy"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
-        expected = trainer.text_encoder(ids, return_dict=False)[0]
+        expected = text.text_encoder(ids, return_dict=False)[0]
     assert torch.allclose(embeds[0], expected)
     with pytest.raises(Exception, match="2 entries for 3 images"):
         texts(prompt, ["a", "b"], 3, None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when a builder changes: directories of another version are rebuilt.
-VERSION = 1
+VERSION = 3
 SEED = 1234
 MARKER = "demo.json"
 
@@ -30,6 +30,10 @@ class DemoModels:
     @property
     def sd(self) -> Path:
         return self.root / "sd"
+
+    @property
+    def sdxl(self) -> Path:
+        return self.root / "sdxl"
 
     @property
     def motion_adapter(self) -> Path:
@@ -83,6 +87,7 @@ def build_all(models: DemoModels) -> None:
         build_motion_adapter(models.motion_adapter)
         build_tts(models.tts)
         build_vocoder(models.vocoder)
+        build_sdxl(models.sdxl)  # last: the models above keep the weights they had before it existed
 
 
 def build_sd(out: Path) -> None:
@@ -143,6 +148,77 @@ def build_sd(out: Path) -> None:
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out)
+
+
+def build_sdxl(out: Path) -> None:
+    """A Stable Diffusion XL pipeline directory: two CLIP text encoders (the second with a projection, whose
+    pooled output and the size/crop time ids condition the UNet), a 2x VAE, a UNet of two blocks."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from worker.ml.tokenizers import train_clip_bpe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = CLIPTokenizer.from_pretrained(train_clip_bpe(Path(tmp)))
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six time ids of 8 + the pooled text of 32
+        cross_attention_dim=64,  # both encoders' hidden states side by side
+        norm_num_groups=1,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        sample_size=64,
+    )
+    config = CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-5,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=len(tokenizer),
+        hidden_act="gelu",
+        projection_dim=32,
+    )
+    # DDIM as in the SD demo (SDXL ships Euler, whose numpy conversion warns under numpy 2 in diffusers 0.42).
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe: Any = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(config),
+        text_encoder_2=CLIPTextModelWithProjection(config),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
     )
     pipe.save_pretrained(out)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.params import TrainLoraParams
 from worker.ml.device import LOADING, Device
+from worker.ml.families import TextEmbeds
 from worker.ml.loop import optimizer_step
 
 if TYPE_CHECKING:
@@ -23,8 +24,8 @@ TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 
 
-def images_to_tensor(pngs: list[bytes], resolution: int) -> torch.Tensor:
-    """Square RGB images in [-1, 1], shape (n, 3, resolution, resolution); resized when they differ."""
+def images_to_tensor(pngs: list[bytes], resolution: int, fit: str = "crop") -> torch.Tensor:
+    """Square RGB images in [-1, 1], shape (n, 3, resolution, resolution); cropped or squashed when they differ."""
     import numpy as np
     import torch
     from PIL import Image, ImageOps
@@ -32,7 +33,10 @@ def images_to_tensor(pngs: list[bytes], resolution: int) -> torch.Tensor:
     arrays = []
     for data in pngs:
         with Image.open(io.BytesIO(data)) as im:
-            rgb = ImageOps.fit(im.convert("RGB"), (resolution, resolution), Image.Resampling.LANCZOS)
+            rgb, size = im.convert("RGB"), (resolution, resolution)
+            if rgb.size != size:
+                lanczos = Image.Resampling.LANCZOS
+                rgb = ImageOps.fit(rgb, size, lanczos) if fit == "crop" else rgb.resize(size, lanczos)
         arrays.append(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
@@ -44,17 +48,56 @@ def noise_loss(
     embeds: torch.Tensor,
     noise: torch.Tensor,
     timesteps: torch.Tensor,
+    snr_gamma: float | None = None,
+    **cond: Any,
 ) -> torch.Tensor:
-    """MSE between the UNet's prediction and its target (noise, or velocity for v-prediction models)."""
+    """MSE between the UNet's prediction and its target (noise, or velocity for v-prediction models).
+
+    snr_gamma: min-SNR weighting (Hang et al. 2023), each sample's loss scaled by min(SNR, gamma) / SNR (/ (SNR + 1)
+    for v-prediction). cond: the family's extra UNet inputs (SDXL's added_cond_kwargs)."""
     import torch.nn.functional as F
 
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    pred = unet(noisy, timesteps, encoder_hidden_states=embeds, return_dict=False)[0]
-    if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    return F.mse_loss(pred.float(), target.float())
+    pred = unet(noisy, timesteps, encoder_hidden_states=embeds, return_dict=False, **cond)[0]
+    v_prediction = scheduler.config.prediction_type == "v_prediction"
+    target = scheduler.get_velocity(latents, noise, timesteps) if v_prediction else noise
+    if snr_gamma is None:
+        return F.mse_loss(pred.float(), target.float())
+    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=list(range(1, pred.ndim)))
+    return (per_sample * min_snr_weights(scheduler, timesteps, snr_gamma, v_prediction)).mean()
+
+
+def min_snr_weights(scheduler: Any, timesteps: torch.Tensor, gamma: float, v_prediction: bool) -> torch.Tensor:
+    """min(SNR(t), gamma) / SNR(t) per timestep (divided by SNR + 1 instead for v-prediction)."""
+    import torch
+
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = alphas / (1 - alphas)
+    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+    return clipped / (snr + 1) if v_prediction else clipped / snr
+
+
+def offset_noise(shape: torch.Size, offset: float, generator: Any, device: Any) -> torch.Tensor:
+    """Gaussian noise plus offset times a per-sample, per-channel constant (noise offset; 0 = plain noise)."""
+    import torch
+
+    noise = torch.randn(shape, generator=generator, device=device)
+    if offset:
+        noise = noise + offset * torch.randn((*shape[:2], 1, 1), generator=generator, device=device)
+    return noise
+
+
+def make_optimizer(params: list[Any], p: TrainLoraParams, device: Device) -> tuple[Any, str]:
+    """AdamW, or bitsandbytes' 8-bit AdamW when asked for and usable (installed, CUDA); (optimizer, its name)."""
+    import importlib.util
+
+    import torch
+
+    if p.optimizer == "adamw8bit" and device.kind == "cuda" and importlib.util.find_spec("bitsandbytes"):
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=p.learning_rate, weight_decay=1e-2), "adamw8bit"
+    return torch.optim.AdamW(params, lr=p.learning_rate, weight_decay=1e-2), "adamw"
 
 
 @dataclass
@@ -66,36 +109,42 @@ class LatentCache:
 
 
 class LoraTrainer:
-    """Frozen VAE + text encoder, LoRA-adapted UNet, optimizer and the step generator."""
-
-    family = "sd15"
+    """Frozen VAE + text encoder(s), LoRA-adapted UNet, optimizer and the step generator. The family
+    (worker/ml/families.py) holds what differs between SD 1.x and SDXL: text encoders, extra UNet inputs."""
 
     def __init__(
-        self, sd_dir: Path, p: TrainLoraParams, device: Device, pngs: list[bytes], captions: list[str], prompt: str
+        self,
+        sd_dir: Path,
+        p: TrainLoraParams,
+        device: Device,
+        pngs: list[bytes],
+        captions: list[str],
+        prompt: str,
+        family: str = "sd15",
     ) -> None:
         """captions: the text of each image (trigger word included); prompt: the text of sample images."""
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from peft import LoraConfig
-        from transformers import CLIPTextModel, CLIPTokenizer
+
+        from worker.ml.families import FAMILIES
 
         if len(captions) != len(pngs):
             raise ValueError(f"{len(captions)} captions for {len(pngs)} images")
         self.sd_dir, self.p, self.device, self.prompt, self.captions = sd_dir, p, device, prompt, captions
+        self.family = FAMILIES[family](sd_dir)
         dev, dtype = device.device, device.dtype
         load: dict[str, Any] = {"local_files_only": True}
         with LOADING:
-            self.tokenizer: Any = CLIPTokenizer.from_pretrained(sd_dir, subfolder="tokenizer", **load)
-            self.text_encoder: Any = CLIPTextModel.from_pretrained(sd_dir, subfolder="text_encoder", **load)
             self.vae = AutoencoderKL.from_pretrained(sd_dir, subfolder="vae", **load)
             self.unet = UNet2DConditionModel.from_pretrained(sd_dir, subfolder="unet", **load)
             self.scheduler = DDPMScheduler.from_pretrained(sd_dir, subfolder="scheduler", **load)
-        frozen: tuple[Any, ...] = (self.text_encoder, self.vae, self.unet)
+        frozen: tuple[Any, ...] = (*self.family.text_modules, self.vae, self.unet)
         for m in frozen:
             m.requires_grad_(False)
             m.to(dev, dtype=dtype) if device.mixed else m.to(dev)  # fp32 .to(dtype) only logs noise
-        self.text_encoder.eval()
-        self.vae.eval()
+            m.eval()
+        torch.manual_seed(p.seed)  # the LoRA's initial weights: the same seed trains the same LoRA
         self.unet.add_adapter(
             LoraConfig(
                 r=p.rank,
@@ -110,11 +159,11 @@ class LoraTrainer:
         if p.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         self.unet.train()
-        self.optimizer = torch.optim.AdamW(self.params, lr=p.learning_rate, weight_decay=1e-2)
+        self.optimizer, self.optimizer_name = make_optimizer(self.params, p, device)
         self.scaler = device.grad_scaler()
         self.generator = torch.Generator(dev).manual_seed(p.seed)
-        self.pixels = images_to_tensor(pngs, p.resolution).to(dev, dtype=dtype)
-        self.embeds: torch.Tensor | None = None
+        self.pixels = images_to_tensor(pngs, p.resolution, p.image_fit).to(dev, dtype=dtype)
+        self.embeds: TextEmbeds | None = None
         self.cache: LatentCache | None = None
 
     def cache_inputs(self, on_image: Callable[[int, int], None] = lambda i, n: None) -> None:
@@ -134,21 +183,18 @@ class LoraTrainer:
     def trainable_count(self) -> int:
         return sum(q.numel() for q in self.params)
 
-    def _encode_captions(self) -> torch.Tensor:
-        """Text embeddings per image, shape (n, tokens, dim); images sharing a caption share one encoding."""
+    def _encode_captions(self) -> TextEmbeds:
+        """Text embeddings per image (n, tokens, dim); images sharing a caption share one encoding."""
         import torch
 
         distinct = list(dict.fromkeys(self.captions))
-        ids = self.tokenizer(
-            distinct,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(self.device.device)
         with torch.no_grad():
-            encoded = self.text_encoder(ids, return_dict=False)[0].float()
-        return encoded[[distinct.index(c) for c in self.captions]]
+            encoded = self.family.encode(distinct, self.device.device)
+        return encoded.take(torch.tensor([distinct.index(c) for c in self.captions], device=self.device.device))
+
+    def _loss(self, latents: torch.Tensor, embeds: TextEmbeds, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        cond = self.family.unet_kwargs(embeds, self.p.resolution)
+        return noise_loss(self.unet, self.scheduler, latents, embeds.hidden, noise, t, self.p.snr_gamma, **cond)
 
     def _encode(self, pixels: torch.Tensor) -> LatentCache:
         import torch
@@ -173,13 +219,12 @@ class LoraTrainer:
         dev = self.device.device
         idx = torch.randint(0, len(self.pixels), (self.p.batch_size,), generator=self.generator, device=dev)
         latents = self._latents(idx)
-        noise = torch.randn(latents.shape, generator=self.generator, device=dev)
+        noise = offset_noise(latents.shape, self.p.noise_offset, self.generator, dev)
         steps = self.scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (latents.shape[0],), generator=self.generator, device=dev)
         assert self.embeds is not None, "cache_inputs() first"
-        embeds = self.embeds[idx]
         with self.device.autocast():
-            loss = noise_loss(self.unet, self.scheduler, latents, embeds, noise, timesteps)
+            loss = self._loss(latents, self.embeds.take(idx), noise, timesteps)
         return optimizer_step(loss, self.optimizer, self.scaler, self.params)
 
     def probe_loss(
@@ -202,7 +247,7 @@ class LoraTrainer:
             for t in timesteps:
                 noise = torch.randn(latents.shape, generator=gen, device=dev)
                 with torch.no_grad(), self.device.autocast():
-                    loss = noise_loss(self.unet, self.scheduler, latents, self.embeds[i : i + 1], noise, t.reshape(1))
+                    loss = self._loss(latents, self.embeds.take(slice(i, i + 1)), noise, t.reshape(1))
                 losses.append(float(loss))
                 on_part(len(losses), total)
         return sum(losses) / len(losses)
@@ -233,20 +278,7 @@ class LoraTrainer:
         return out.images[0]
 
     def pipeline(self) -> Any:
-        from diffusers import StableDiffusionPipeline
-
-        with LOADING:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                self.sd_dir,
-                unet=self.unet,
-                vae=self.vae,
-                text_encoder=self.text_encoder,
-                tokenizer=self.tokenizer,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-                local_files_only=True,
-            )
+        pipe = self.family.pipeline(self.sd_dir, self.unet, self.vae)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -269,7 +301,7 @@ class LoraTrainer:
             self.scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"], self.generator)
 
-    def save_lora(self, out_dir: Path, base_model: str, title: str) -> tuple[Path, Path]:
+    def save_lora(self, out_dir: Path, base_model: str, title: str, base_name: str = "") -> tuple[Path, Path]:
         """Write the LoRA twice: pytorch_lora_weights.safetensors in diffusers' format (load_lora_weights) and
         lora_kohya.safetensors in kohya's (ComfyUI, A1111), with kohya/model-spec metadata.
 
@@ -277,7 +309,6 @@ class LoraTrainer:
         get the same output, and no adapter metadata is needed (its target names would also match
         AnimateDiff's motion modules). The kohya file keeps the weights as trained with alpha per module.
         """
-        from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
@@ -290,9 +321,10 @@ class LoraTrainer:
         layers = {
             k: (v.detach().float() * (scale if ".lora.up." in k else 1.0)).cpu().contiguous() for k, v in layers.items()
         }
-        StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=layers, safe_serialization=True)
+        self.family.save(out_dir, layers)
+        mark_family(out_dir / WEIGHTS_NAME, self.family.name, base_name)
         info = LoraInfo(
-            self.family,
+            self.family.name,
             base_model,
             self.p.rank,
             alpha,
@@ -303,6 +335,26 @@ class LoraTrainer:
             title,
         )
         return out_dir / WEIGHTS_NAME, save_kohya(out_dir / KOHYA_NAME, peft_state, info)
+
+
+FAMILY_KEY, BASE_KEY = "biplane.family", "biplane.baseModel"
+
+
+def mark_family(path: Path, family: str, base_name: str) -> None:
+    """Say in the diffusers file's header which family (and named base model) it was trained on: render_video
+    reads it to pick the pipeline and base of a LoRA from another job."""
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(path)), str(path), metadata={"format": "pt", FAMILY_KEY: family, BASE_KEY: base_name})
+
+
+def lora_family(path: Path) -> tuple[str, str | None]:
+    """(family, base model name) a LoRA file says it was trained on; SD 1.x for files without a word on it."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    return meta.get(FAMILY_KEY, "sd15"), meta.get(BASE_KEY) or None
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -15,14 +15,18 @@ if TYPE_CHECKING:
 LORA_ADAPTER = "user"
 
 
-def load_pipeline(sd_dir: Path, motion_dir: Path, device: Device, lora_dir: Path | None, lora_scale: float) -> Any:
-    """AnimateDiffPipeline on the SD directory with the motion adapter; the LoRA loaded at lora_scale."""
-    from diffusers import AnimateDiffPipeline, MotionAdapter
+def load_pipeline(
+    sd_dir: Path, motion_dir: Path, device: Device, lora_dir: Path | None, lora_scale: float, family: str = "sd15"
+) -> Any:
+    """AnimateDiff (the SDXL pipeline for the sdxl family) on the base directory with the motion adapter; the
+    LoRA loaded at lora_scale."""
+    from diffusers import AnimateDiffPipeline, AnimateDiffSDXLPipeline, MotionAdapter
 
     dtype = {"torch_dtype": device.dtype} if device.mixed else {}  # fp32 is the default: no cast notices
+    cls: Any = AnimateDiffSDXLPipeline if family == "sdxl" else AnimateDiffPipeline
     with LOADING:
         adapter = MotionAdapter.from_pretrained(motion_dir, local_files_only=True, **dtype)
-        pipe = AnimateDiffPipeline.from_pretrained(sd_dir, motion_adapter=adapter, local_files_only=True, **dtype)
+        pipe = cls.from_pretrained(sd_dir, motion_adapter=adapter, local_files_only=True, **dtype)
         if lora_dir is not None:
             pipe.load_lora_weights(str(lora_dir), adapter_name=LORA_ADAPTER)
             pipe.set_adapters([LORA_ADAPTER], [lora_scale])

@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common import basemodels
+from common.basemodels import BaseModelSpec
 from common.context import TaskContext
 from common.errors import TaskInputError
 from common.params import TrainLoraParams
@@ -32,6 +34,19 @@ def texts(prompt: str, captions: list[str] | None, count: int, trigger: str | No
     return [with_trigger((c or "").strip() or prompt, trigger) for c in (captions or [""] * count)]
 
 
+def base_model(ctx: TaskContext, name: str | None) -> BaseModelSpec:
+    found = basemodels.find(ctx.settings, name)
+    if found is None:
+        names = ", ".join(b.name for b in basemodels.base_models(ctx.settings))
+        raise TaskInputError(f"no base model {name!r} on this worker; one of {names}")
+    return found
+
+
+def reference(used: dict[str, Any]) -> str:
+    """The exact base model as LoRA metadata names it: hub id @ commit, a directory, or demo."""
+    return f"{used['repoId']}@{used['revision']}" if used.get("repoId") else str(used["reference"])
+
+
 def _images(ctx: TaskContext) -> tuple[list[bytes], list[str] | None, str]:
     keys = inputs.value(ctx, "images")
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
@@ -47,7 +62,7 @@ def _images(ctx: TaskContext) -> tuple[list[bytes], list[str] | None, str]:
 
 @registry.builtin(
     "train_lora",
-    outputs=("lora", "loraKohya", "sample", "steps", "loss", "device", "peakMemoryBytes"),
+    outputs=("lora", "loraKohya", "baseModel", "sample", "steps", "loss", "device", "peakMemoryBytes"),
     gpu=True,
     isolated=True,
     memory_options=("resolution", "batchSize"),
@@ -59,8 +74,14 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
     ctx.phase("loading-model")
     pngs, captions, prompt = _images(ctx)
     per_image = texts(prompt, captions, len(pngs), p.trigger_word)
-    run = training.begin(ctx, p.precision, "sd_model")
-    trainer = LoraTrainer(run.models.sd, p, run.device, pngs, per_image, with_trigger(prompt, p.trigger_word))
+    base = base_model(ctx, p.base_model)
+    run = training.begin(ctx, p.precision, base=base)
+    setting = "sdxl_model" if base.family == "sdxl" else "sd_model"
+    base_dir, used = run.models.paths[setting], run.models.used[setting]
+    sample_prompt = with_trigger(prompt, p.trigger_word)
+    trainer = LoraTrainer(base_dir, p, run.device, pngs, per_image, sample_prompt, base.family)
+    if trainer.optimizer_name != p.optimizer:
+        ctx.log(f"{p.optimizer} needs bitsandbytes on a CUDA worker; training with {trainer.optimizer_name}")
     ctx.phase("caching")
     trainer.cache_inputs(lambda i, n: ctx.phase("caching", i / n))
 
@@ -83,7 +104,7 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
     final = sample("sampling")
     ctx.phase("uploading")
     with tempfile.TemporaryDirectory() as tmp:
-        weights, kohya = trainer.save_lora(Path(tmp), str(run.models.sd), f"biplane-{ctx.job_id}")
+        weights, kohya = trainer.save_lora(Path(tmp), reference(used), f"biplane-{ctx.job_id}", base.name)
         ctx.check_cancel()  # canceled during the final sample: leave no final artifact
         lora = ctx.put_artifact(WEIGHTS_NAME, weights, "application/octet-stream")
         lora_kohya = ctx.put_artifact(kohya.name, kohya, "application/octet-stream")
@@ -96,4 +117,6 @@ def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
         loraKohya=lora_kohya.model_dump(by_alias=True, mode="json"),
         sample=sample_meta.model_dump(by_alias=True, mode="json"),
         trainableParams=trainer.trainable_count,
+        optimizer=trainer.optimizer_name,
+        baseModel={"name": base.name, "family": base.family, **used},
     )

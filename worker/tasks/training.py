@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.basemodels import BaseModelSpec
 from common.childproc import forward
 from common.context import TaskContext
 from worker.ml import checkpoints, loop, models
@@ -99,9 +100,14 @@ class Training:
         }
 
 
-def begin(ctx: TaskContext, precision: str, *model_settings: str, mode: str = "") -> Training:
-    """Resolve the base models, pick the device, reset the peak-memory count and log where training runs."""
-    paths = models.resolve(ctx.settings, *model_settings)
+def begin(
+    ctx: TaskContext, precision: str, *model_settings: str, mode: str = "", base: BaseModelSpec | None = None
+) -> Training:
+    """Resolve the base models (fetching hub ids into the cache: the `loading-model` phase's fraction), pick the
+    device, reset the peak-memory count and log where training runs."""
+    paths = models.resolve(
+        ctx.settings, *model_settings, base=base, on_progress=lambda done: ctx.phase("loading-model", done)
+    )
     device = pick(precision)
     reset_peak_memory()
     what = f"{ctx.service} ({mode})" if mode else ctx.service

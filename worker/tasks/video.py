@@ -8,8 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import basemodels
+from common.basemodels import BaseModelSpec
 from common.childproc import forward
 from common.context import TaskContext
+from common.errors import TaskInputError
 from common.params import RenderVideoParams
 from common.registry import Registry
 from worker.ml import models
@@ -23,6 +26,19 @@ registry = Registry()
 
 def _lora_key(ctx: TaskContext, p: RenderVideoParams) -> str | None:
     return inputs.ref_key(ctx, p.lora, WEIGHTS_NAME) or inputs.key_of(inputs.value(ctx, "lora"))
+
+
+def _lora_base(ctx: TaskContext, lora_file: Path) -> tuple[str, BaseModelSpec]:
+    """The family and base model a LoRA was trained on (its file says; the family's default base model when the
+    named one is not offered here)."""
+    from worker.ml.lora import lora_family
+
+    family, name = lora_family(lora_file)
+    offered = [b for b in basemodels.base_models(ctx.settings) if b.family == family]
+    found = next((b for b in offered if b.name == name), offered[0] if offered else None)
+    if found is None:
+        raise TaskInputError(f"the LoRA was trained on an {family} base model and none is configured here")
+    return family, found
 
 
 def _voice_prefix(ctx: TaskContext, p: RenderVideoParams) -> str | None:
@@ -50,18 +66,25 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
     prompt = p.prompt or str(inputs.value(ctx, "prompt", "") or "")
     narration = p.narration or inputs.value(ctx, "narration")
     lora_key, voice_prefix = _lora_key(ctx, p), _voice_prefix(ctx, p)
-    needed = ["sd_model", "motion_adapter"] + (["tts_model", "vocoder_model"] if narration else [])
-    paths = models.resolve(ctx.settings, *needed)
     device = pick(p.precision)
     reset_peak_memory()
     with tempfile.TemporaryDirectory() as tmp:
         lora_dir = None
+        family, base = "sd15", None
         if lora_key is not None:
             lora_dir = Path(tmp, "lora")
             lora_dir.mkdir()
             (lora_dir / WEIGHTS_NAME).write_bytes(inputs.read(ctx, lora_key, "LoRA"))
-        ctx.log(f"render_video on {device.name}; LoRA {lora_key or 'none'}; voice {voice_prefix or 'none'}")
-        pipe = load_pipeline(paths.sd, paths.motion_adapter, device, lora_dir, p.lora_scale)
+            family, base = _lora_base(ctx, lora_dir / WEIGHTS_NAME)
+        motion = "sdxl_motion_adapter" if family == "sdxl" else "motion_adapter"
+        base_setting = "sdxl_model" if family == "sdxl" else "sd_model"
+        needed = [motion] + ([] if base else [base_setting]) + (["tts_model", "vocoder_model"] if narration else [])
+        paths = models.resolve(
+            ctx.settings, *needed, base=base, on_progress=lambda done: ctx.phase("loading-model", done)
+        )
+        base_dir = paths.paths[base_setting]
+        ctx.log(f"render_video on {device.name}; LoRA {lora_key or 'none'} ({family}); voice {voice_prefix or 'none'}")
+        pipe = load_pipeline(base_dir, paths.paths[motion], device, lora_dir, p.lora_scale, family)
 
         ctx.phase("denoising")
         began = time.monotonic()
