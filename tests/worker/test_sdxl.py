@@ -98,3 +98,39 @@ def test_sdxl_training_resumes_from_its_checkpoint(run: Run, tmp_path: Path) -> 
     assert all(np.allclose(got[k].numpy(), want[k].numpy(), atol=1e-6) for k in got)
     trained = load_file(str(tmp_path / "straight.safetensors"))
     assert any(float(t.abs().max()) > 0 for k, t in trained.items() if ".lora.up." in k)
+
+
+def test_render_video_animates_an_sdxl_lora_with_an_sdxl_motion_adapter(run: Run, tmp_path: Path) -> None:
+    from diffusers import MotionAdapter
+
+    from common.errors import TaskInputError
+    from common.params import RenderVideoParams
+    from worker.tasks.lora import train_lora
+    from worker.tasks.video import render_video
+
+    keys = put_images(run.storage, run.job_id, n=2, size=32)
+    fast = {"base_model": "sdxl", "steps": 2, "rank": 4, "resolution": 32, "baseline": False, "sample_every": 0}
+    lora = train_lora(
+        run.ctx("train", "train_lora", context={"images": keys, "prompt": PROMPT}),
+        TrainLoraParams(sample_steps=1, checkpoint_every=0, **fast),  # type: ignore[arg-type]
+    )
+    p = RenderVideoParams(prompt=PROMPT, frames=4, fps=4, width=32, height=32, steps=2, guidance_scale=1.0)
+    with pytest.raises(TaskInputError, match="BIPLANE_SDXL_MOTION_ADAPTER is not configured"):
+        render_video(run.ctx("render", "render_video", inputs={"train": lora}), p)
+
+    # a tiny SDXL motion adapter (channels of the demo SDXL UNet; no mid block, as AnimateDiff SDXL has none)
+    adapter: Any = MotionAdapter(
+        block_out_channels=(32, 64),
+        motion_layers_per_block=2,
+        motion_norm_num_groups=32,
+        motion_num_attention_heads=4,
+        use_motion_mid_block=False,
+    )
+    adapter.save_pretrained(tmp_path / "sdxl-motion")
+    with_adapter = Run(
+        run.settings.model_copy(update={"sdxl_motion_adapter": str(tmp_path / "sdxl-motion")}), run.storage
+    )
+    with_adapter.job_id = run.job_id
+    out = render_video(with_adapter.ctx("render", "render_video", inputs={"train": lora}), p)
+    assert out["usedLora"] == lora["lora"]["key"] and out["frames"] == 4 and out["width"] == 32
+    assert any("(sdxl)" in e.get("message", "") for e in with_adapter.kinds("log"))
