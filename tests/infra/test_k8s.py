@@ -328,3 +328,14 @@ def test_ingress_routes_only_the_public_paths(rendered: dict[str, list[Obj]]) ->
         ("/", "frontend"),
     }
     assert ingress["tls"][0]["hosts"] == [rule["host"]]
+
+
+def test_compose_and_kubernetes_run_the_same_minio_init(rendered: dict[str, list[Obj]]) -> None:
+    script = K8S / "base" / "minio-init.sh"
+    assert run(["sh", "-n", str(script)]).returncode == 0
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert f"./{script.relative_to(ROOT)}:/minio-init.sh:ro" in compose["services"]["minio-init"]["volumes"]
+    config_map = named(rendered["base"], "ConfigMap", "minio-init")
+    assert config_map["data"] == {"minio-init.sh": script.read_text()}
+    (container,) = find(rendered["base"], "Job", "minio-init")["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["sh", "/scripts/minio-init.sh"]
