@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from client.api import AsyncClient, RemoteError
-from common.estimate import duration, merge_options, options_text
+from client.sizing import duration, merge_options, options_text
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
 

@@ -127,7 +127,7 @@ async def test_form_explains_what_is_missing(user: User) -> None:
     user.find(kind=ui.button, content="Start training").click()
     await eventually(lambda: "voice clip" in text_of(user, "submit-error"))
     error = text_of(user, "submit-error")
-    assert "Advanced option steps: Input should be greater than or equal to 1" in error
+    assert "Advanced option steps: must be at least 1." in error
     assert "Add at least one voice clip." in error and "Write the narration." in error
 
 
