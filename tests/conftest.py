@@ -91,7 +91,9 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 class Plane:
-    """A real `python -m control|worker` process."""
+    """A real `python -m control|worker` process (behind `launcher`, a command that runs it, when set)."""
+
+    launcher: tuple[str, ...] = ()
 
     def __init__(self, module: str, settings: Settings, log_dir: Path, **extra: str) -> None:
         self.module = module
@@ -108,7 +110,11 @@ class Plane:
     def start(self) -> Plane:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module], env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                [*self.launcher, sys.executable, "-m", self.module],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         try:
             wait_until(lambda: ready(self.url), 60, f"{self.module} /ready", self.proc)

@@ -35,7 +35,9 @@ def start_worker(settings: Settings, log_dir: Path, step_seconds: float = 0.2) -
 
 
 class Frontend:
-    """A real `python -m frontend` process pointed at control."""
+    """A real `python -m frontend` process pointed at control (behind `launcher`, a command that runs it, when set)."""
+
+    launcher: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings, control_url: str, log_dir: Path) -> None:
         self.port = free_port()
@@ -53,7 +55,11 @@ class Frontend:
     def start(self) -> Frontend:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "frontend"], env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT
+                [*self.launcher, sys.executable, "-m", "frontend"],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         try:
             wait_until(lambda: httpx.get(self.url, timeout=2).status_code == 200, 60, "frontend", self.proc)

@@ -265,6 +265,9 @@ def test_planes_stop_within_their_grace_period_and_probe_ready_and_health(
         assert pod["securityContext"]["runAsNonRoot"] is True, workload["metadata"]["name"]
         for container in pod["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
+            if container["name"] in ("control", "worker", "frontend"):  # as tests/worker/test_read_only_root.py
+                assert {"name": "HOME", "value": "/tmp"} in container["env"], container["name"]
+                assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], container["name"]
             assert container["resources"]["limits"]["memory"], container["name"]
 
 
