@@ -1,6 +1,7 @@
 """What KEDA reads to size the worker Deployment (infra/k8s/components/keda) counts exactly the jobs that need a
 worker, on a real Redis with real worker processes: jobs waiting (the group's lag) plus jobs running (its pending
-entries), also across a scale-in (SIGTERM: the job handed back still counts) and down to 0 when all are done."""
+entries), across a scale-in (SIGTERM: the job handed back still counts) and a lost node (SIGKILL: the orphaned
+entry still counts until another worker claims it), and 0 when all are done."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ async def desired_workers(redis: Redis, settings: Settings) -> int:
     return max(spec["minReplicaCount"], min(spec["maxReplicaCount"], wanted))
 
 
-async def test_keda_asks_for_one_worker_per_unfinished_job_across_a_scale_in(
+async def test_keda_asks_for_one_worker_per_unfinished_job_across_scale_in_and_node_loss(
     redis: Redis, settings: Settings, plane_factory: Callable[..., Plane]
 ) -> None:
     h = Harness(redis, settings)
@@ -72,7 +73,17 @@ async def test_keda_asks_for_one_worker_per_unfinished_job_across_a_scale_in(
     await asyncio.to_thread(first.proc.wait, 20)
     assert await desired_workers(redis, settings) == 3  # the handed-back job waits again: no job lost its worker
 
-    plane_factory("worker", settings)
+    second = plane_factory("worker", settings)
+
+    async def one_running() -> bool:
+        return int((await redis.xpending(h.keys.stream("data"), GROUP))["pending"]) == 1
+
+    await eventually(one_running, timeout=20, what="the second worker takes a job")
+    assert second.proc is not None
+    second.kill()  # its node is lost: no SIGTERM, the entry stays pending under a consumer that is gone
+    assert await desired_workers(redis, settings) == 3  # the orphaned job keeps its worker counted
+
+    plane_factory("worker", settings)  # claims the orphaned entry once idle (BIPLANE_CLAIM_IDLE_SECONDS)
     for job in jobs:
         assert (await h.wait_final(job.job_id, timeout=90)).status == "completed"
 
