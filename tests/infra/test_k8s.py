@@ -342,3 +342,31 @@ def test_compose_and_kubernetes_run_the_same_minio_init(rendered: dict[str, list
     assert config_map["data"] == {"minio-init.sh": script.read_text()}
     (container,) = find(rendered["base"], "Job", "minio-init")["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["sh", "/scripts/minio-init.sh"]
+
+
+def test_the_overlay_in_the_docs_renders_and_validates(tree: Path, keda_schema: Any) -> None:
+    """docs/operations.md's example of an operator's own overlay, rendered over this tree."""
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    (text,) = re.findall(r"```yaml\n(# my-biplane/kustomization.yaml\n.*?)```", docs, re.DOTALL)
+    doc = yaml.safe_load(text)
+    (upstream,) = doc["resources"]
+    assert upstream.endswith("infra/k8s/overlays/gpu")
+    doc["resources"] = [os.path.relpath(tree / "overlays" / "gpu", tree.parent / "my-biplane")]
+    (tree.parent / "my-biplane").mkdir(exist_ok=True)
+    (tree.parent / "my-biplane" / "kustomization.yaml").write_text(yaml.safe_dump(doc))
+    result = _kustomize(tree.parent / "my-biplane")
+    assert result.returncode == 0, result.stderr
+    objs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    for obj in objs:
+        validate(obj, keda_schema)
+    pods = [o["spec"]["template"]["spec"] for o in objs if o["kind"] == "Deployment"]
+    images = {c["image"] for pod in pods for c in pod["containers"]}
+    assert images == {
+        "registry.example.com/biplane-control:0.1.0",
+        "registry.example.com/biplane-frontend:0.1.0",
+        "registry.example.com/biplane-worker:0.1.0-cuda",
+    }
+    assert find(objs, "ScaledObject", "worker")["spec"]["maxReplicaCount"] == 8
+    config = named(objs, "ConfigMap", "biplane-config")["data"]
+    assert config["BIPLANE_CORS_ORIGINS"] == "https://studio.example.org"
+    assert config["BIPLANE_STOP_GRACE_SECONDS"] == "30"  # merged over the base's settings, not instead of them
