@@ -19,8 +19,8 @@ from nicegui import events, ui
 
 from client import sizing
 from client.api import RemoteError
+from client.format import human_bytes
 from frontend import options as form_options
-from frontend.format import human_bytes
 from frontend.link import ControlLink
 
 log = structlog.get_logger(__name__)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from client.api import RemoteError, artifact_path
+from client.format import age, duration, human_bytes, percent
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
 from common.params import TrainLoraParams
 from frontend import options as form_options
-from frontend.format import age, duration, human_bytes, percent
 from frontend.jobstate import LOG_LINES, JobView, media_kind
 from frontend.pages.new_job import explain
 

@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 
 from common.keys import GROUP, Keys
 from common.settings import Settings
-from tests.conftest import Plane
 from tests.infra.tools import INFRA
 from tests.support.jobs import Harness, eventually, graph
+from tests.support.processes import Plane
 
 SCALED_OBJECTS = INFRA / "k8s" / "components" / "keda" / "scaledobjects.yaml"
 

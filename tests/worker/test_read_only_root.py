@@ -11,14 +11,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from common.settings import Settings
 from common.storage import Storage
-from tests.browser.stack import Frontend
-from tests.conftest import ROOT, Plane
-from tests.support.jobs import Harness
-from tests.worker.test_long_work import lora
+from tests.support.jobs import Harness, graph
+from tests.support.media import put_images
+from tests.support.processes import ROOT, Frontend, Plane
 
 pytestmark = pytest.mark.ml
 
@@ -74,12 +74,15 @@ async def test_planes_and_ui_run_on_a_read_only_root(
     control = planes("control", ml_settings)
     planes("worker", ml_settings)
     h = Harness(redis, ml_settings)
-    job = await h.submit(lora(storage, await h.donor(), 32, steps=2, sampleEvery=0, sampleSteps=1))
+    images = put_images(storage, await h.donor(), n=2, size=64)
+    params = {"resolution": 32, "steps": 2, "sampleEvery": 0, "sampleSteps": 1}
+    doc = graph([("n", "train_lora", "data", params)], [])
+    job = await h.submit(doc.model_copy(update={"context": {"images": images, "prompt": "a photo of sks"}}))
     final = await h.wait_final(job.job_id, timeout=180)
     assert final.status == "completed", final.error
     assert [k for k in storage.list(f"jobs/{job.job_id}/") if k.endswith(".safetensors")]
 
-    ui = Frontend(ml_settings, control.url, tmp_path)
+    ui = Frontend(ml_settings.model_copy(update={"api_key": SecretStr("test-key-1")}), control.url, tmp_path)
     ui.launcher, ui.cwd = launcher, ROOT  # the image's working directory is read-only too
     ui.env.update(POD_ENV)
     try:
