@@ -56,9 +56,12 @@ def planes(tmp_path: Path, launcher: tuple[str, ...]) -> Iterator[Callable[[str,
 
 def test_the_namespace_is_read_only_but_tmp(tmp_path: Path, launcher: tuple[str, ...]) -> None:
     probe = ROOT / "read-only-probe"
-    refused = subprocess.run([*launcher, "touch", str(probe)], capture_output=True, text=True, check=False)
-    assert refused.returncode != 0 and "Read-only file system" in refused.stderr, refused.stderr
-    assert not probe.exists()
+    try:
+        refused = subprocess.run([*launcher, "touch", str(probe)], capture_output=True, text=True, check=False)
+        assert refused.returncode != 0 and "Read-only file system" in refused.stderr, refused.stderr
+        assert not probe.exists()
+    finally:
+        probe.unlink(missing_ok=True)
     allowed = subprocess.run([*launcher, "touch", str(tmp_path / "x")], capture_output=True, check=False)
     assert allowed.returncode == 0 and (tmp_path / "x").exists()
 
