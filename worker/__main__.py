@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import uvicorn
+import sys
 
 from common.httpserver import server_options
 from common.logs import configure
+from common.processes import serve
 from common.settings import Settings
 from worker.app import create_app
 
 
-def main() -> None:
+def main() -> int:
     settings = Settings()
     configure(json=settings.log_json)
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.worker_port, log_config=None, **server_options(settings)
-    )
+    return serve("worker", create_app, settings, settings.worker_port, **server_options(settings))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

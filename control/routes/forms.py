@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +20,8 @@ from control.errors import ApiError, pointer_of
 from control.planner import check_base_model, check_video_family, lora_family
 from control.submission import ACCEPTED, IdemHeader, accept, fingerprint, webhook_url
 from control.uploads import check_files, read_form
+
+M = TypeVar("M", bound=BaseModel)
 
 router = APIRouter(prefix="/api", tags=["jobs"], route_class=BoundedJsonRoute)
 
@@ -40,16 +42,22 @@ def _text(form: FormData, name: str, *, required: bool, limit: int) -> str | Non
     return value
 
 
-def _options(form: FormData, name: str, model: type[BaseModel], max_depth: int) -> dict[str, Any]:
+def _options(form: FormData, name: str, model: type[M], max_depth: int) -> M:
+    """The form's JSON field `name` as a params model: the one check of these params before the task's own."""
     raw = _text(form, name, required=False, limit=64 * 1024) or "{}"
     data = parse_json(raw, name=name, max_depth=max_depth)
     try:
-        return model.model_validate(data).model_dump(by_alias=True, exclude_unset=True)
+        return model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         raise ApiError(
             422, "invalid_request", f"{name}: {err['msg']}", pointer=f"/{name}{pointer_of(err['loc'])}"
         ) from e
+
+
+def _wire(params: BaseModel) -> dict[str, Any]:
+    """Params as the graph carries them: the fields the user set, by their wire names."""
+    return params.model_dump(by_alias=True, exclude_unset=True)
 
 
 def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
@@ -76,8 +84,7 @@ def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
 async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None) -> JSONResponse:
     """Multipart: `images` (1-50 PNG/JPEG/WebP, each optionally with a `<image-name>.txt` caption file),
     `captions` (one per image, repeated or a JSON array; "" = the prompt), `prompt`, `options` (JSON, train_lora
-    params), `workflow`
-    (`lora` or `studio`), `webhook`; for `studio` also `clips`, `transcripts`, `narration`,
+    params), `workflow` (`lora` or `studio`), `webhook`; for `studio` also `clips`, `transcripts`, `narration`,
     `voiceOptions` and `videoOptions` (JSON)."""
     s = c.settings
     form = await read_form(request, s)
@@ -86,7 +93,7 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     if workflow not in ("lora", "studio"):
         raise ApiError(422, "invalid_request", "workflow must be 'lora' or 'studio'", pointer="/workflow")
     lora = _options(form, "options", TrainLoraParams, s.max_json_depth)
-    check_base_model(s, lora.get("baseModel"), "/options/baseModel")
+    check_base_model(s, lora.base_model, "/options/baseModel")
     webhook = await webhook_url(c, _text(form, "webhook", required=False, limit=2000))
     budget = [s.max_upload_total_bytes]
     images = await check_files(form, "images", "image", s, minimum=1, maximum=s.max_images, budget=budget)
@@ -97,14 +104,9 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     context: dict[str, Any] = {"prompt": prompt, "images": [k for k, _ in uploads]}
     if per_image is not None:
         context["captions"] = per_image
-    training = TrainLoraParams.model_validate(lora)
     params: dict[str, dict[str, Any]] = {
-        "prepare_assets": {
-            "resolution": training.resolution,
-            "imageFit": training.image_fit,
-            "maxPixels": s.max_image_pixels,
-        },
-        "train_lora": lora,
+        "prepare_assets": {"resolution": lora.resolution, "imageFit": lora.image_fit, "maxPixels": s.max_image_pixels},
+        "train_lora": _wire(lora),
     }
     if workflow == "studio":
         clips = await check_files(form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=budget)
@@ -113,9 +115,9 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
         context["clips"] = [k for k, _ in clip_uploads]
         context["transcripts"] = _transcripts(form, len(clips), s.max_json_depth)
         context["narration"] = _text(form, "narration", required=True, limit=2000)
-        params["train_voice"] = _options(form, "voiceOptions", TrainVoiceParams, s.max_json_depth)
-        params["render_video"] = _options(form, "videoOptions", RenderVideoParams, s.max_json_depth)
-        check_video_family(s, lora_family(s, lora), "/options/baseModel")
+        params["train_voice"] = _wire(_options(form, "voiceOptions", TrainVoiceParams, s.max_json_depth))
+        params["render_video"] = _wire(_options(form, "videoOptions", RenderVideoParams, s.max_json_depth))
+        check_video_family(s, lora_family(s, params["train_lora"]), "/options/baseModel")
     graph = c.planner.build(workflow, params, context)
     fp = fingerprint(
         "train",
@@ -138,7 +140,7 @@ async def voice(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     `options` (JSON, train_voice params), `webhook`."""
     s = c.settings
     form = await read_form(request, s)
-    options = _options(form, "options", TrainVoiceParams, s.max_json_depth)
+    options = _wire(_options(form, "options", TrainVoiceParams, s.max_json_depth))
     webhook = await webhook_url(c, _text(form, "webhook", required=False, limit=2000))
     clips = await check_files(
         form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=[s.max_upload_total_bytes]

@@ -10,10 +10,10 @@ from redis.asyncio import Redis
 from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from control.auth import owner_of
-from tests.conftest import Plane
 from tests.support.api import client
 from tests.support.jobs import Harness
 from tests.support.media import png, wav
+from tests.support.processes import Plane
 
 
 def test_capabilities_list_base_models_and_unknown_names_are_422(

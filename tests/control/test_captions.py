@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from common.storage import Storage
-from tests.conftest import Plane
 from tests.support.api import client
 from tests.support.media import png
+from tests.support.processes import ROOT, Plane
 
 Files = list[tuple[str, tuple[str, bytes, str]]]
 
@@ -82,9 +85,15 @@ def test_bad_captions_are_422_with_the_pointer_of_the_offending_one(control: Pla
     assert list(storage.list("jobs/")) == [], "refused requests stored nothing"
 
 
+def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
+    env |= {"BIPLANE_URL": url, "BIPLANE_API_KEY": "test-key-1", "COLUMNS": "200"}
+    command = [str(Path(sys.executable).parent / "biplane"), *args]
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_client_and_cli_send_captions(control: Plane, tmp_path: Path) -> None:
     from client.api import Client, RemoteError
-    from tests.cli.test_cli import cli
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -6,22 +6,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from common.models.graph_schema import GraphDocument
 from common.models.manifest_schema import CapabilityManifest
 from common.settings import Settings
 from common.storage import Storage
-from tests.conftest import Plane
 from tests.support.hubcache import seed_hub_cache
-from tests.support.jobs import Harness, eventually
-from tests.worker.test_training_jobs import lora_job
+from tests.support.jobs import Harness, eventually, graph
+from tests.support.media import put_images
+from tests.support.processes import Plane
 from worker.ml.demo_models import DemoModels
 
 pytestmark = pytest.mark.ml
 
 REPO = "biplane-test/tiny-sd"
+
+
+def lora_job(storage: Storage, donor: str, params: dict[str, Any]) -> GraphDocument:
+    """One train_lora node at 32 px; its images (files of the donor job) and prompt in its context."""
+    keys = put_images(storage, donor, n=2, size=32)
+    doc = graph([("train", "train_lora", "data", {"resolution": 32, "sampleEvery": 0, "sampleSteps": 1, **params})], [])
+    return doc.model_copy(update={"context": {"images": keys, "prompt": "a photo of sks"}})
 
 
 def test_the_seeded_cache_is_what_the_hub_library_reads(demo_dir: Path, tmp_path: Path) -> None:
@@ -113,7 +122,7 @@ def test_biplane_models_list_and_pull(demo_dir: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.processes import ROOT
 
     commit = seed_hub_cache(tmp_path / "cache", REPO, DemoModels(demo_dir).sd)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BIPLANE_", "HF_"))}
