@@ -259,7 +259,7 @@ def run(args: argparse.Namespace | None = None) -> list[tuple[str, str, str]]:
         if args.tiny:
             from worker.ml.demo_models import ensure_demo_models
 
-            demo = ensure_demo_models(Path(tmp) / "demo")
+            demo = ensure_demo_models(Path(tmp) / "demo", sdxl=True)
             rows += measure("sd15", 32, args, demo.sd) + measure("sdxl", 32, args, demo.sdxl)
         else:
             for family, res in (("sd15", 512), ("sdxl", 1024)):

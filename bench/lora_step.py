@@ -81,7 +81,7 @@ def run(args: argparse.Namespace | None = None) -> list[tuple[str, str, str]]:
     args = args or parse([])
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        models = ensure_demo_models(Path(tmp) / "models").root
+        models = ensure_demo_models(Path(tmp) / "models", sdxl=True).root
         rows = [measure(models, "fp32", args), measure(models, "fp32", args, "sdxl")]
         if torch.cuda.is_available():
             rows.append(measure(models, "bf16", args))

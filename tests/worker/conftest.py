@@ -24,7 +24,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("demo-models") / "models"
-    ensure_demo_models(root)
+    ensure_demo_models(root, sdxl=True)
     yield root
 
 

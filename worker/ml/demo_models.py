@@ -11,12 +11,15 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 #: Bump when a builder changes: directories of another version are rebuilt.
-VERSION = 3
+VERSION = 1
+#: The tiny SDXL is built apart, on first use (most jobs never need it).
+SDXL_VERSION = 1
 SEED = 1234
 MARKER = "demo.json"
 
@@ -48,30 +51,53 @@ class DemoModels:
         return self.root / "speecht5-hifigan"
 
     def ready(self) -> bool:
-        marker = self.root / MARKER
-        return marker.is_file() and json.loads(marker.read_text()).get("version") == VERSION
+        return _ready(self.root, VERSION)
 
 
-def ensure_demo_models(root: Path) -> DemoModels:
-    """Build the demo models into root unless a finished build of this version is there."""
-    models = DemoModels(root)
-    if models.ready():
-        return models
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
+def _ready(target: Path, version: int) -> bool:
+    marker = target / MARKER
+    return marker.is_file() and json.loads(marker.read_text()).get("version") == version
+
+
+def _ensure(target: Path, version: int, build: Callable[[Path], None]) -> None:
+    """Build into target unless a finished build of this version is there (a locked, staged, atomic build)."""
+    if _ready(target, version):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the loser of a race waits here, then finds the build done
-        if models.ready():
-            return models
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        if _ready(target, version):
+            return
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            build_all(DemoModels(staging))
-            (staging / MARKER).write_text(json.dumps({"version": VERSION, "seed": SEED}))
-            if root.exists():
-                shutil.rmtree(root)  # an older version or a half-written directory
-            os.replace(staging, root)
+            build(staging)
+            (staging / MARKER).write_text(json.dumps({"version": version, "seed": SEED}))
+            if target.exists():
+                shutil.rmtree(target)  # an older version or a half-written directory
+            os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_demo_models(root: Path, *, sdxl: bool = False) -> DemoModels:
+    """Build the demo models into root unless a finished build of this version is there; with sdxl, the tiny
+    SDXL too (root/sdxl)."""
+    models = DemoModels(root)
+    _ensure(root, VERSION, lambda staging: build_all(DemoModels(staging)))
+    if sdxl:
+        _ensure(models.sdxl, SDXL_VERSION, lambda staging: _seeded(build_sdxl, staging))
     return models
+
+
+def _seeded(build: Callable[[Path], None], out: Path) -> None:
+    import torch
+
+    from worker.ml.device import setup_torch
+
+    setup_torch()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        build(out)
 
 
 def build_all(models: DemoModels) -> None:
@@ -87,7 +113,6 @@ def build_all(models: DemoModels) -> None:
         build_motion_adapter(models.motion_adapter)
         build_tts(models.tts)
         build_vocoder(models.vocoder)
-        build_sdxl(models.sdxl)  # last: the models above keep the weights they had before it existed
 
 
 def build_sd(out: Path) -> None:

@@ -128,7 +128,7 @@ def resolve(
         if any(n not in _DEMO for n in demo_needed):
             unset = ", ".join(env_name(n) for n in demo_needed if n not in _DEMO)
             raise ModelMissing(f"{unset} is not configured and has no demo model")
-        demo = ensure_demo_models(settings.demo_model_dir.resolve())
+        demo = ensure_demo_models(settings.demo_model_dir.resolve(), sdxl="sdxl_model" in demo_needed)
         for name in demo_needed:
             paths[name] = _DEMO[name](demo)
             used[name] = {"setting": env_name(name), "reference": "demo", "repoId": None, "revision": None}
