@@ -140,6 +140,17 @@ class NewJobForm:
             self.image_summary = ui.label().props("data-testid=images-summary").classes("text-caption")
             with ui.column().classes("w-full gap-2").bind_visibility_from(self.workflow, "value", value="studio"):
                 self._studio_section()
+            bases = (self.link.capabilities or {}).get("baseModels") or []
+            self.base_model = (
+                ui.select(
+                    {b["name"]: f"{b['name']} ({b['family']}, {b['reference']})" for b in bases},
+                    value=bases[0]["name"] if bases else None,
+                    label="Base model",
+                )
+                .props('data-testid=base-model outlined dense aria-label="Base model"')
+                .classes("w-full")
+            )
+            self.base_model.set_visibility(len(bases) > 1)  # one base model: nothing to choose
             with ui.expansion("Advanced options", icon="tune").classes("w-full").props("data-testid=advanced"):
                 self.recommendation = ui.label().props("data-testid=recommendation").classes("text-caption")
                 self.option_grid = ui.grid().classes("w-full gap-2 grid-cols-1 sm:grid-cols-2")
@@ -317,7 +328,10 @@ class NewJobForm:
             for k, v in self.options.items()
             if v is not None and k in self.specs
         }
-        return hidden | shown
+        base = (
+            {"baseModel": self.base_model.value} if getattr(self, "base_model", None) and self.base_model.value else {}
+        )
+        return hidden | shown | base
 
     def _render_transcripts(self) -> None:
         self.transcripts.clear()
