@@ -106,6 +106,7 @@ async def test_a_lora_job_on_a_cached_hub_id_completes_and_a_missing_one_fails_b
         "repoId": REPO,
         "revision": commit,
     }
+    assert out["models"]["sd_model"]["revision"] == commit  # every model the run used, by setting
     phases = [e.phase for e in await h.events.replay(ok.job_id) if e.kind == "progress"]
     assert "loading-model" in phases
     failed = await h.wait_final(missing.job_id, timeout=120)

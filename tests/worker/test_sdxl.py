@@ -134,3 +134,5 @@ def test_render_video_animates_an_sdxl_lora_with_an_sdxl_motion_adapter(run: Run
     out = render_video(with_adapter.ctx("render", "render_video", inputs={"train": lora}), p)
     assert out["usedLora"] == lora["lora"]["key"] and out["frames"] == 4 and out["width"] == 32
     assert any("(sdxl)" in e.get("message", "") for e in with_adapter.kinds("log"))
+    assert out["models"]["sdxl_motion_adapter"]["reference"] == str(tmp_path / "sdxl-motion")
+    assert out["models"]["sdxl_model"]["reference"] == "demo"

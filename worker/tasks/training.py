@@ -96,6 +96,7 @@ class Training:
             "device": self.device.name,
             "precision": self.device.precision,
             "demo": self.models.demo,
+            "models": self.models.used,  # each model's setting, reference, repo id and commit: what this run used
             "peakMemoryBytes": peak,
         }
 

@@ -126,5 +126,6 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
         "usedVoice": voice_prefix,
         "device": device.name,
         "demo": paths.demo,
+        "models": paths.used,  # each model's setting, reference, repo id and commit: what this render used
         "peakMemoryBytes": peak,
     }
