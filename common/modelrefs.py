@@ -98,14 +98,16 @@ def cache_dir(settings: Settings) -> Path:
     return Path(settings.model_cache or constants.HF_HUB_CACHE).expanduser()
 
 
-def _progress_class(on_progress: Callable[[float], None]) -> type:
-    """A tqdm class for snapshot_download's per-file bar that reports the done fraction and prints nothing."""
-    from huggingface_hub.utils import tqdm
+def progress_class(on_progress: Callable[[float], None]) -> type:
+    """A tqdm class for snapshot_download's per-file bar: reports the fraction of files done after each one, prints
+    nothing (a plain tqdm: huggingface_hub's own would go silent, and stop counting, where bars are disabled)."""
+    import io
+
+    from tqdm import tqdm
 
     class Report(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = False
-            kwargs["file"] = open(os.devnull, "w")  # closed in close()
+            kwargs.update(disable=False, file=io.StringIO(), mininterval=0, miniters=1)
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
@@ -113,11 +115,6 @@ def _progress_class(on_progress: Callable[[float], None]) -> type:
             if self.total:
                 on_progress(min(1.0, self.n / self.total))
             return shown
-
-        def close(self) -> None:
-            out = self.fp
-            super().close()
-            out.close()
 
     return Report
 
@@ -150,7 +147,7 @@ def resolve(
             local_files_only=local_only,
             allow_patterns=DOWNLOAD_PATTERNS,
             ignore_patterns=IGNORE_PATTERNS,
-            tqdm_class=_progress_class(on_progress) if on_progress else None,
+            tqdm_class=progress_class(on_progress) if on_progress else None,
         )
     except GatedRepoError as e:
         raise ModelMissing(f"{ref.raw} ({ref.setting}) is gated: accept its terms on the hub and set HF_TOKEN") from e

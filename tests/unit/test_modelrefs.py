@@ -52,3 +52,19 @@ def test_base_models_default_to_sd15_and_sdxl_and_parse_the_setting() -> None:
     for bad in ("x=sd3:org/m", "x=sd15:", "X Y=sd15:a/b", "a=sd15:a/b,a=sdxl:c/d", "nothing"):
         with pytest.raises(ValueError, match="BIPLANE_BASE_MODELS"):
             Settings(base_models=bad)
+
+
+def test_download_progress_reports_the_fraction_of_files_done() -> None:
+    """snapshot_download drives its per-file bar through huggingface_hub's thread map, as here."""
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils.tqdm import hf_thread_map  # the map snapshot_download drives its bar with
+
+    from common.modelrefs import progress_class
+
+    seen: list[float] = []
+    disable_progress_bars()  # as a quiet worker has them: the report must not depend on it
+    try:
+        hf_thread_map(lambda f: f, ["a", "b", "c", "d"], tqdm_class=progress_class(seen.append), max_workers=2)
+    finally:
+        enable_progress_bars()
+    assert seen and seen == sorted(seen) and seen[-1] == 1.0 and seen[0] <= 0.5
