@@ -23,10 +23,25 @@ if TYPE_CHECKING:
 #: `org/name` or `org/name@revision` (a branch, tag or commit).
 HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96})(?:@(?P<rev>[\w.\-/]{1,128}))?$")
 
-#: Files fetched from a hub repo: configs, tokenizers and safetensors weights of each component; not the
-#: single-file checkpoints at the top, .bin/.ckpt duplicates, fp16 variants, ONNX/Flax exports.
-DOWNLOAD_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
-IGNORE_PATTERNS = ["*.fp16.*", "*non_ema*", "*.onnx*", "*.msgpack", "*.h5", "*.ckpt", "*.bin", "*.pt"]
+#: Files fetched from a hub repo: configs, tokenizers and safetensors weights. A diffusers pipeline (SD, SDXL)
+#: keeps them in component folders: its top-level files but model_index.json are single-file checkpoints
+#: (several GB) that the pipeline does not load. Never .bin/.ckpt duplicates, fp16 variants, ONNX/Flax exports,
+#: or the SD safety checker (never loaded).
+MODEL_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
+PIPELINE_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", "*/*.safetensors"]
+IGNORE_PATTERNS = [
+    "*.fp16.*",
+    "*non_ema*",
+    "*.onnx*",
+    "*.msgpack",
+    "*.h5",
+    "*.ckpt",
+    "*.bin",
+    "*.pt",
+    "safety_checker/*",
+]
+#: Settings that name diffusers pipelines (the base models of BIPLANE_BASE_MODELS too).
+PIPELINE_SETTINGS = ("BIPLANE_SD_MODEL", "BIPLANE_SDXL_MODEL", "BIPLANE_BASE_MODELS[")
 
 
 class ModelMissing(TaskInputError):
@@ -42,6 +57,15 @@ class ModelRef:
 
     setting: str  # the environment name, e.g. BIPLANE_SD_MODEL
     raw: str
+
+    @property
+    def pipeline(self) -> bool:
+        return self.setting.startswith(PIPELINE_SETTINGS)
+
+    @property
+    def patterns(self) -> list[str]:
+        """What snapshot_download fetches of this model's repo."""
+        return PIPELINE_PATTERNS if self.pipeline else MODEL_PATTERNS
 
     @property
     def hub(self) -> bool:
@@ -145,7 +169,7 @@ def resolve(
             revision=ref.revision,
             cache_dir=cache,
             local_files_only=local_only,
-            allow_patterns=DOWNLOAD_PATTERNS,
+            allow_patterns=ref.patterns,
             ignore_patterns=IGNORE_PATTERNS,
             tqdm_class=progress_class(on_progress) if on_progress else None,
         )

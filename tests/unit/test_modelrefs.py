@@ -68,3 +68,39 @@ def test_download_progress_reports_the_fraction_of_files_done() -> None:
     finally:
         enable_progress_bars()
     assert seen and seen == sorted(seen) and seen[-1] == 1.0 and seen[0] <= 0.5
+
+
+def test_a_pipeline_fetches_its_components_and_a_model_its_weights_never_single_file_checkpoints() -> None:
+    from huggingface_hub.utils import filter_repo_objects
+
+    from common.modelrefs import IGNORE_PATTERNS
+
+    sdxl_repo = [
+        "model_index.json",
+        "sd_xl_base_1.0.safetensors",  # the single-file checkpoint: 6.9 GB the pipeline never loads
+        "sd_xl_offset_example-lora_1.0.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "text_encoder_2/model.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/vocab.json",
+        "safety_checker/model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
+    pipeline = ModelRef("BIPLANE_BASE_MODELS[xl]", "stabilityai/stable-diffusion-xl-base-1.0")
+    fetched = set(filter_repo_objects(sdxl_repo, allow_patterns=pipeline.patterns, ignore_patterns=IGNORE_PATTERNS))
+    assert fetched == {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder_2/model.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/vocab.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    }
+    adapter = ModelRef("BIPLANE_MOTION_ADAPTER", "guoyww/animatediff-motion-adapter-v1-5-2")
+    files = ["config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
+    got = set(filter_repo_objects(files, allow_patterns=adapter.patterns, ignore_patterns=IGNORE_PATTERNS))
+    assert got == {"config.json", "diffusion_pytorch_model.safetensors"}
