@@ -8,6 +8,7 @@ from nicegui import ui
 from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 
+from common.storage import Storage
 from tests.frontend.conftest import Stack
 from tests.support.api import client
 from tests.support.jobs import eventually
@@ -28,7 +29,8 @@ async def test_base_model_and_caption_files_are_sent(user: User, stack: Stack) -
     assert set(select.options) == {"sd15", "sdxl"}
     select.value = "sdxl"
     user.find("Prompt").type("a red box")
-    files = [("a.png", "image/png", png()), ("b.png", "image/png", png()), ("b.txt", "text/plain", b"sks box, red")]
+    a, b = png(color=(0, 0, 200)), png(color=(200, 0, 0))
+    files = [("a.png", "image/png", a), ("b.png", "image/png", b), ("b.txt", "text/plain", b"sks box, red")]
     await one(user, "images").handle_uploads([SmallFileUpload(n, t, d) for n, t, d in files])
     await eventually(lambda: "2 images ready" in str(one(user, "images-summary").text), what="staged images")
     assert "1 with a caption file" in str(one(user, "images-summary").text)
@@ -36,6 +38,12 @@ async def test_base_model_and_caption_files_are_sent(user: User, stack: Stack) -
     await eventually(lambda: user.back_history and user.back_history[-1].startswith("/jobs/"), what="job page")
     job_id = user.back_history[-1].rsplit("/", 1)[1]
     job = client(stack.control.url).get(f"/api/jobs/{job_id}").json()
-    assert job["graph"]["context"]["captions"] == ["", "sks box, red"]
+    context = job["graph"]["context"]
+    # b.txt is b.png's caption whatever order the browser's uploads finished in
+    storage = Storage(stack.settings)
+    by_image = {
+        storage.get_bytes(key): caption for key, caption in zip(context["images"], context["captions"], strict=True)
+    }
+    assert by_image == {a: "", b: "sks box, red"}
     train = next(n for n in job["graph"]["nodes"] if n["service"] == "train_lora")
     assert train["params"]["baseModel"] == "sdxl"
