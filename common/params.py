@@ -94,6 +94,12 @@ class PublishArtifactsParams(Params):
     """Write jobs/<id>/manifest.json listing every artifact with its sha256."""
 
 
+class GetManifestParams(Params):
+    """The merged capability manifest (services by plane, live workers) into the job's outputs."""
+
+    include_params: bool = Field(False, description="Include each service's params JSON Schema (large)")
+
+
 #: Built-in services: name -> (plane, params model).
 CATALOG: dict[str, tuple[Literal["control", "data"], type[Params]]] = {
     "prepare_assets": ("control", PrepareAssetsParams),
@@ -101,4 +107,5 @@ CATALOG: dict[str, tuple[Literal["control", "data"], type[Params]]] = {
     "train_voice": ("data", TrainVoiceParams),
     "render_video": ("data", RenderVideoParams),
     "publish_artifacts": ("control", PublishArtifactsParams),
+    "get_manifest": ("control", GetManifestParams),
 }
