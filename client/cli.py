@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from client import config_cmd
 from client.api import AsyncClient, RemoteError
 from common.estimate import duration, merge_options, options_text
 from common.models.event_schema import Event
@@ -26,6 +27,7 @@ from common.models.job_schema import JobRecord
 app = typer.Typer(
     help="Biplane: train LoRAs and voices, render videos.", no_args_is_help=True, pretty_exceptions_enable=False
 )
+app.add_typer(config_cmd.app, name="config")
 out = Console()
 err = Console(stderr=True)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import uvicorn
 
+from common.config import load_or_exit
 from common.httpserver import server_options
 from common.logs import configure
-from common.settings import Settings
 from control.app import create_app
 from control.wsserver import PreparedWebSocketProtocol
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_or_exit()
     configure(json=settings.log_json)
     uvicorn.run(
         create_app(settings),

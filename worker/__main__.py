@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uvicorn
 
+from common.config import load_or_exit
 from common.httpserver import server_options
 from common.logs import configure
-from common.settings import Settings
 from worker.app import create_app
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_or_exit()
     configure(json=settings.log_json)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.worker_port, log_config=None, **server_options(settings)

@@ -235,7 +235,7 @@ def services(root: Path, redis_port: int = 6390, s3_port: int = 8333) -> Iterato
 
 
 def main() -> None:
-    from common.settings import Settings
+    from common.config import load_or_exit
 
     root = Path(os.environ.get("BIPLANE_DEV_DIR", ".dev")).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -243,7 +243,7 @@ def main() -> None:
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(24))
     api_key = key_file.read_text().strip()
-    settings = Settings()
+    settings = load_or_exit()
     redis_port = int(os.environ.get("BIPLANE_DEV_REDIS_PORT", "6390"))
     s3_port = int(os.environ.get("BIPLANE_DEV_S3_PORT", "8333"))
     started = time.monotonic()
