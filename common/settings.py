@@ -144,6 +144,14 @@ class Settings(BaseSettings):
     motion_adapter: Path | None = None
     demo_model_dir: Path = Path(".dev/demo-models")
 
+    # Script writer (generate_script): any OpenAI-compatible chat-completions server (Ollama, vLLM, llama.cpp,
+    # `transformers serve`, hosted APIs). `make run` serves the demo LLM here when BIPLANE_LLM_URL is unset.
+    llm_url: str = "http://127.0.0.1:8002/v1"  # base URL, up to and including /v1
+    llm_model: str = ""  # model name the server knows; "" = the demo LLM's directory (demo_model_dir/llm-json)
+    llm_api_key: SecretStr = SecretStr("")  # sent as a Bearer token; most local servers ignore it
+    llm_timeout_seconds: float = Field(120.0, gt=0)  # one chat completion, answer included
+    llm_port: int = 8002  # where `make run` serves the demo LLM (python -m worker.llm)
+
     # Executor
     lease_seconds: float = Field(30.0, gt=0)  # a job's lease; renewed every third of it while a plane works
     claim_idle_seconds: float = Field(60.0, gt=0)  # XAUTOCLAIM entries idle longer than this
@@ -214,6 +222,10 @@ class Settings(BaseSettings):
 
     def webhook_allow_list(self) -> list[str]:
         return [h.strip() for h in self.webhook_allow.split(",") if h.strip()]
+
+    def llm_model_name(self) -> str:
+        """The model generate_script asks for by default: BIPLANE_LLM_MODEL, else the demo LLM's directory."""
+        return self.llm_model or str((self.demo_model_dir / "llm-json").resolve())
 
     def task_module_list(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]

@@ -89,6 +89,26 @@ class BiplaneConfig(BaseModel):
     """
     Environment: BIPLANE_DEMO_MODEL_DIR.
     """
+    llm_url: str | None = "http://127.0.0.1:8002/v1"
+    """
+    Environment: BIPLANE_LLM_URL.
+    """
+    llm_model: str | None = ""
+    """
+    Environment: BIPLANE_LLM_MODEL.
+    """
+    llm_api_key: SecretStr | None = None
+    """
+    Environment: BIPLANE_LLM_API_KEY.
+    """
+    llm_timeout_seconds: float | None = Field(120.0, gt=0.0)
+    """
+    Environment: BIPLANE_LLM_TIMEOUT_SECONDS.
+    """
+    llm_port: int | None = 8002
+    """
+    Environment: BIPLANE_LLM_PORT.
+    """
     lease_seconds: float | None = Field(30.0, gt=0.0)
     """
     Environment: BIPLANE_LEASE_SECONDS.

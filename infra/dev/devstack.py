@@ -203,6 +203,12 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _up(name: str, url: str) -> bool:
+    if name == "frontend":
+        return _answers(url)
+    return _answers(f"{url}/health") if name == "llm" else ready(url)
+
+
 def ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/ready", timeout=2).status_code == 200
@@ -258,17 +264,22 @@ def main() -> None:
         }
         if _has_frontend():
             urls["frontend"] = f"http://127.0.0.1:{settings.frontend_port}"
+        modules = {name: name for name in urls}
+        if "llm_url" not in settings.model_fields_set:  # no LLM configured: serve the demo LLM (worker/llm.py)
+            urls["llm"] = f"http://127.0.0.1:{settings.llm_port}"
+            modules["llm"] = "worker.llm"
+            env["BIPLANE_LLM_URL"] = f"{urls['llm']}/v1"
         try:
             for name in urls:
-                procs.append(subprocess.Popen([sys.executable, "-m", name], env=env))
-            for name, url in urls.items():
-                check = (lambda u=url: _answers(u)) if name == "frontend" else (lambda u=url: ready(u))
-                wait_until(check, 180, f"{name} ready")
+                procs.append(subprocess.Popen([sys.executable, "-m", modules[name]], env=env))
+            for name, url in urls.items():  # the LLM's first start trains the demo LLMs (a minute or two on a CPU)
+                wait_until(lambda n=name, u=url: _up(n, u), 600 if name == "llm" else 180, f"{name} ready")
             ui = f"  UI       {urls['frontend']}\n" if "frontend" in urls else ""
             print(
                 f"\nBiplane is up in {time.monotonic() - started:.1f}s\n{ui}"
                 f"  API      {urls['control']}  (OpenAPI docs: {urls['control']}/docs)\n"
                 f"  worker   {urls['worker']}/ready\n"
+                f"  LLM      {env.get('BIPLANE_LLM_URL', settings.llm_url)}  (generate_script)\n"
                 f"  API key  {api_key}   (also in {key_file})\n"
                 f"  Redis    {env_s['BIPLANE_REDIS_URL']}   S3 http://{env_s['BIPLANE_S3_ENDPOINT']}\n"
                 "Ctrl-C stops everything.",
