@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from common import paths
 from common.jobs import FINAL_STATUSES
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
@@ -83,6 +84,11 @@ def _train_form(
     if webhook:
         data["webhook"] = webhook
     return data, files
+
+
+def artifact_path(job_id: str, artifact: ArtifactMeta) -> str:
+    """The artifact's name relative to the job folder (`train_lora/samples/0001.png`), from its S3 key."""
+    return paths.relative(job_id, artifact.key) or artifact.name or artifact.key
 
 
 class AsyncClient:

@@ -18,9 +18,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from client import config_cmd
+from client import config_cmd, views
 from client.api import AsyncClient, RemoteError
-from common.estimate import duration, merge_options, options_text
+from client.sizing import duration, merge_options, options_text
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
 
@@ -293,10 +293,7 @@ def jobs(
             return (await c.jobs(status, workflow, limit))[0]
 
     records = run(call())
-    table = Table("job", "workflow", "status", "progress", "created")
-    for j in records:
-        table.add_row(j.job_id, j.workflow, j.status, f"{(j.progress or 0) * 100:.0f}%", _ago(j.created_at))
-    emit([j.model_dump(by_alias=True, mode="json") for j in records], table)
+    emit([j.model_dump(by_alias=True, mode="json") for j in records], views.jobs_table(records))
 
 
 @app.command()
@@ -308,19 +305,7 @@ def status(job_id: str) -> None:
             return await c.job(job_id)
 
     j = run(call())
-    table = Table("node", "service", "plane", "status", "progress", "attempts", "error")
-    for n in j.graph.nodes:
-        table.add_row(
-            n.id,
-            n.service,
-            n.plane,
-            n.status or "",
-            f"{(n.progress or 0) * 100:.0f}%",
-            str(n.attempts or 0),
-            (n.error or "")[:60],
-        )
-    table.title = f"{j.job_id}  {j.workflow}  {j.status}  {(j.progress or 0) * 100:.0f}%"
-    emit(j.model_dump(by_alias=True, mode="json"), table)
+    emit(j.model_dump(by_alias=True, mode="json"), views.job_table(j))
     if j.error:
         err.print(f"[red]{escape(j.error)}[/red]")
     raise typer.Exit(EXIT.get(j.status, 0))
@@ -358,10 +343,7 @@ def artifacts(
             return items, paths
 
     items, paths = run(call())
-    table = Table("name", "size", "sha256", "type")
-    for a in items:
-        table.add_row(a.name or a.key, f"{a.size:,}", a.sha256[:16] + "…", a.content_type)
-    emit([a.model_dump(by_alias=True, mode="json") for a in items], table)
+    emit([a.model_dump(by_alias=True, mode="json") for a in items], views.artifacts_table(job_id, items))
     for p in paths:
         err.print(f"downloaded {p} (sha256 ok)")
 
@@ -375,10 +357,7 @@ def capabilities() -> None:
             return await c.capabilities()
 
     caps = run(call())
-    table = Table("service", "plane", "workers", "description")
-    for s in caps["services"]:
-        table.add_row(s["service"], s["plane"], str(s["workers"]), s["description"][:70])
-    emit(caps, table)
+    emit(caps, views.services_table(caps))
     if not ctx.json:
         for service, options in (caps.get("recommended") or {}).items():
             out.print(f"recommended for {service} on the alive workers: {escape(options_text(options))}")
@@ -478,23 +457,7 @@ def _show(ev: Event, bars: Progress, tasks: dict[str, TaskID]) -> None:
     if ev.kind == "node":
         bars.update(task, info=ev.status, completed=1.0 if ev.status == "completed" else None)
     elif ev.kind == "progress":
-        parts = [ev.phase or ""]
-        if ev.phase_progress is not None:
-            parts.append(f"{ev.phase_progress:.0%}")
-        if ev.step is not None:
-            parts.append(f"{ev.step}/{ev.total_steps}")
-        if ev.loss is not None:
-            parts.append(f"loss {ev.loss:.4f}")
-        if ev.eta_seconds is not None:
-            parts.append(f"ETA {ev.eta_seconds:.0f}s")
-        bars.update(task, completed=ev.node_progress, info=" ".join(p for p in parts if p))
-
-
-def _ago(ts: float) -> str:
-    import time
-
-    s = max(0, int(time.time() - ts))
-    return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
+        bars.update(task, completed=ev.node_progress, info=views.progress_info(ev))
 
 
 if __name__ == "__main__":

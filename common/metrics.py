@@ -1,4 +1,6 @@
-"""Prometheus metrics shared by both planes (low-cardinality labels only; never a job id)."""
+"""Prometheus metrics shared by both planes (low-cardinality labels only; never a job id).
+
+A gauge states how copies of a plane on one host (BIPLANE_PROCESSES, common/processes.py) add up."""
 
 from __future__ import annotations
 
@@ -20,8 +22,13 @@ NODE_DURATION = Histogram(
 )
 ENTRIES = Counter("biplane_stream_entries_total", "Stream entries handled", ["plane", "outcome"])
 STREAM_LENGTH = Gauge(
-    "biplane_stream_length", "Entries waiting in a job stream (group lag: not yet delivered)", ["plane"]
+    "biplane_stream_length",
+    "Entries waiting in a job stream (group lag: not yet delivered)",
+    ["plane"],
+    multiprocess_mode="livemostrecent",
 )
-STREAM_PENDING = Gauge("biplane_stream_pending", "Entries delivered but not acked", ["plane"])
-BUSY = Gauge("biplane_executor_busy", "Jobs this process is working on", ["plane"])
+STREAM_PENDING = Gauge(
+    "biplane_stream_pending", "Entries delivered but not acked", ["plane"], multiprocess_mode="livemostrecent"
+)
+BUSY = Gauge("biplane_executor_busy", "Jobs the plane's processes work on", ["plane"], multiprocess_mode="livesum")
 REDIS_ERRORS = Counter("biplane_redis_errors_total", "Redis calls that failed (connection lost)", ["plane"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,12 +12,13 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from redis.asyncio import Redis
 
 from common.bridge import connect
 from common.executor import Executor
 from common.models.graph_schema import Plane
+from common.processes import METRICS_DIR_VAR
 from common.registry import Registry
 from common.settings import Settings
 from common.storage import Storage
@@ -103,6 +105,11 @@ def create_plane_app(
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """This process's metrics, or the sum over every copy of the plane (BIPLANE_PROCESSES > 1)."""
+        if METRICS_DIR_VAR not in os.environ:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return Response(generate_latest(merged), media_type=CONTENT_TYPE_LATEST)
 
     return app

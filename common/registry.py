@@ -65,11 +65,13 @@ class Registry:
         description: str | None = None,
         **runtime: Any,
     ) -> Callable[[TaskFn], TaskFn]:
-        """Register the decorated function as service `name` on `plane`, taking `params`."""
+        """Register the decorated function as service `name` on `plane`, taking `params`.
+
+        The service's description: `description`, else the params model's docstring, else the function's."""
 
         def register(fn: TaskFn) -> TaskFn:
-            doc = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-            self.add(Task(name, plane, fn, params, description or doc, outputs, runtime))
+            said = description or _first_paragraph(params) or _first_paragraph(fn)
+            self.add(Task(name, plane, fn, params, said, outputs, runtime))
             return fn
 
         return register
@@ -109,6 +111,11 @@ class Registry:
         return CapabilityManifest(
             plane=plane, demo=demo, services=[t.capability(demo) for t in self.on(plane)], **extra
         )
+
+
+def _first_paragraph(obj: object) -> str:
+    doc = getattr(obj, "__doc__", None)  # a class's own docstring (inspect.getdoc would inherit BaseModel's)
+    return inspect.cleandoc(doc or "").split("\n\n")[0].replace("\n", " ")
 
 
 def load_modules(modules: list[str]) -> Registry:

@@ -213,6 +213,8 @@ class Settings(BaseSettings):
     frontend_port: int = 8080
     log_json: bool = False
     instance: str = ""  # consumer name; default hostname-pid
+    # copies of this plane on this host, sharing its port and consumer group (common/processes.py); 1 = this process
+    processes: int = Field(1, ge=1, le=256)
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())

@@ -15,7 +15,7 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 JOBS_SUBMITTED = Counter("biplane_jobs_submitted_total", "Jobs accepted", ["workflow"])
-WS_CLIENTS = Gauge("biplane_ws_clients", "Open WebSocket connections")
+WS_CLIENTS = Gauge("biplane_ws_clients", "Open WebSocket connections", multiprocess_mode="livesum")
 WS_MESSAGES = Counter("biplane_ws_messages_total", "WebSocket messages", ["direction", "type"])
 WS_EVENTS_OUT = WS_MESSAGES.labels("out", "event")
 WS_SEND_ERRORS = Counter("biplane_ws_send_errors_total", "WebSocket sends that failed")
@@ -24,7 +24,7 @@ EVENT_DELIVERY = Histogram(
     "Event publish to WebSocket send (a fanned-out event: once, for the last socket it was written to)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
-WORKERS_ALIVE = Gauge("biplane_workers_alive", "Workers with a fresh heartbeat")
+WORKERS_ALIVE = Gauge("biplane_workers_alive", "Workers with a fresh heartbeat", multiprocess_mode="livemostrecent")
 
 
 class HttpMetrics:

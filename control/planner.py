@@ -94,7 +94,8 @@ class Planner:
     def build(
         self, workflow: str, params: dict[str, dict[str, Any]], context: dict[str, Any], *, script: bool = False
     ) -> GraphDocument:
-        """A graph from a template; params by service name. script: add generate_script before render_video."""
+        """A graph from a template; params by service name, as the route's edge checked them (see validate).
+        script: add generate_script before render_video."""
         template = TEMPLATES.get(workflow)
         if template is None:
             raise PlanError(f"unknown workflow {workflow!r}; one of {sorted(TEMPLATES)}", pointer="/workflow")
@@ -120,10 +121,13 @@ class Planner:
             "nodes": nodes,
             "edges": edges,
         }
-        return self.validate(doc)
+        return self._check(doc, (), params=False)
 
     def validate(self, doc: Any, manifests: Iterable[CapabilityManifest] = ()) -> GraphDocument:
         """Parse and check a graph document; raise PlanError with the offending JSON pointer."""
+        return self._check(doc, manifests, params=True)
+
+    def _check(self, doc: Any, manifests: Iterable[CapabilityManifest], *, params: bool) -> GraphDocument:
         size = len(json.dumps(doc, separators=(",", ":")))
         if size > self.settings.max_graph_bytes:
             raise PlanError(f"graph is {size} bytes; the limit is {self.settings.max_graph_bytes}", pointer="")
@@ -138,7 +142,7 @@ class Planner:
             err = e.errors()[0]
             raise PlanError(f"{err['msg']}", pointer=pointer_of(err["loc"])) from e
         self._check_structure(graph)
-        self._check_services(graph, self.services(manifests))
+        self._check_services(graph, self.services(manifests), params=params)
         return graph
 
     def _check_structure(self, graph: GraphDocument) -> None:
@@ -163,17 +167,19 @@ class Planner:
             cycle = " -> ".join(e.args[1])
             raise PlanError(f"the graph has a cycle: {cycle}", pointer="/edges") from e
 
-    def _check_services(self, graph: GraphDocument, known: dict[str, Service]) -> None:
+    def _check_services(self, graph: GraphDocument, known: dict[str, Service], *, params: bool) -> None:
         for i, n in enumerate(graph.nodes):
             svc = known.get(n.service)
             if svc is None:
                 raise PlanError(f"unknown service {n.service!r}", pointer=f"/nodes/{i}/service")
             if svc.plane != n.plane:
                 raise PlanError(f"service {n.service!r} runs on the {svc.plane} plane", pointer=f"/nodes/{i}/plane")
-            params = n.params or {}
+            if not params:
+                continue
+            given = n.params or {}
             if svc.model is not None:
                 try:
-                    svc.model.model_validate(params)
+                    svc.model.model_validate(given)
                 except ValidationError as e:
                     err = e.errors()[0]
                     raise PlanError(
@@ -181,9 +187,7 @@ class Planner:
                         pointer=f"/nodes/{i}/params{pointer_of(err['loc'])}",
                     ) from e
             elif svc.schema is not None:
-                error = jsonschema.exceptions.best_match(
-                    jsonschema.Draft202012Validator(svc.schema).iter_errors(params)
-                )
+                error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(svc.schema).iter_errors(given))
                 if error is not None:
                     raise PlanError(
                         f"invalid params for {n.service}: {error.message}",

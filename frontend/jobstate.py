@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from common import paths
-from common.jobs import FINAL_STATUSES
+from client.api import FINAL_STATUSES
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
@@ -132,11 +131,6 @@ class JobView:
         """Lines appended after the first `shown` ones (at most the kept window)."""
         missing = min(self.logs_total - shown, len(self.logs))
         return list(self.logs)[len(self.logs) - missing :] if missing > 0 else []
-
-
-def artifact_path(job_id: str, artifact: ArtifactMeta) -> str:
-    """The artifact's name relative to the job folder (`train_lora/samples/0001.png`), from its S3 key."""
-    return paths.relative(job_id, artifact.key) or artifact.name or artifact.key
 
 
 def media_kind(content_type: str) -> str | None:

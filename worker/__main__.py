@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import uvicorn
+import sys
 
 from common.config import load_or_exit
 from common.httpserver import server_options
 from common.logs import configure
+from common.processes import serve
 from worker.app import create_app
 
 
-def main() -> None:
+def main() -> int:
     settings = load_or_exit()
     configure(json=settings.log_json)
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.worker_port, log_config=None, **server_options(settings)
-    )
+    return serve("worker", create_app, settings, settings.worker_port, **server_options(settings))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,11 +13,18 @@ TRAIN_STEP_SECONDS = Histogram(
     ["service"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-GPU_MEMORY = Gauge("biplane_gpu_memory_bytes", "GPU memory of this worker", ["kind"])
+GPU_MEMORY = Gauge("biplane_gpu_memory_bytes", "GPU memory of this worker", ["kind"], multiprocess_mode="livemax")
 NODE_PEAK_MEMORY = Gauge(
-    "biplane_node_peak_memory_bytes", "Peak memory of the last node run (CUDA allocated, or process RSS)", ["service"]
+    "biplane_node_peak_memory_bytes",
+    "Peak memory of the last node run (CUDA allocated, or process RSS)",
+    ["service"],
+    multiprocess_mode="mostrecent",
 )
-GPU_UTILIZATION = Gauge("biplane_gpu_utilization_ratio", "GPU utilisation 0..1 (0 on CPU or when unknown)")
+GPU_UTILIZATION = Gauge(
+    "biplane_gpu_utilization_ratio",
+    "GPU utilisation 0..1 (0 on CPU or when unknown)",
+    multiprocess_mode="livemax",
+)
 
 
 def observe_device(info: DeviceInfo) -> None:

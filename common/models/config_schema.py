@@ -301,3 +301,7 @@ class BiplaneConfig(BaseModel):
     """
     Environment: BIPLANE_INSTANCE.
     """
+    processes: int | None = Field(1, ge=1, le=256)
+    """
+    Environment: BIPLANE_PROCESSES.
+    """

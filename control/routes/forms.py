@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +18,8 @@ from control.deps import Control, ControlDep, OwnerDep
 from control.errors import ApiError, pointer_of
 from control.submission import ACCEPTED, IdemHeader, accept, fingerprint, webhook_url
 from control.uploads import check_files, read_form
+
+M = TypeVar("M", bound=BaseModel)
 
 router = APIRouter(prefix="/api", tags=["jobs"], route_class=BoundedJsonRoute)
 
@@ -38,16 +40,22 @@ def _text(form: FormData, name: str, *, required: bool, limit: int) -> str | Non
     return value
 
 
-def _options(form: FormData, name: str, model: type[BaseModel], max_depth: int) -> dict[str, Any]:
+def _options(form: FormData, name: str, model: type[M], max_depth: int) -> M:
+    """The form's JSON field `name` as a params model: the one check of these params before the task's own."""
     raw = _text(form, name, required=False, limit=64 * 1024) or "{}"
     data = parse_json(raw, name=name, max_depth=max_depth)
     try:
-        return model.model_validate(data).model_dump(by_alias=True, exclude_unset=True)
+        return model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         raise ApiError(
             422, "invalid_request", f"{name}: {err['msg']}", pointer=f"/{name}{pointer_of(err['loc'])}"
         ) from e
+
+
+def _wire(params: BaseModel) -> dict[str, Any]:
+    """Params as the graph carries them: the fields the user set, by their wire names."""
+    return params.model_dump(by_alias=True, exclude_unset=True)
 
 
 def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
@@ -89,10 +97,9 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     job_id = new_job_id()
     uploads = [(paths.input_key(job_id, "images", i, f.ext), f) for i, f in enumerate(images)]
     context: dict[str, Any] = {"prompt": prompt, "images": [k for k, _ in uploads]}
-    resolution = TrainLoraParams.model_validate(lora).resolution
     params: dict[str, dict[str, Any]] = {
-        "prepare_assets": {"resolution": resolution, "maxPixels": s.max_image_pixels},
-        "train_lora": lora,
+        "prepare_assets": {"resolution": lora.resolution, "maxPixels": s.max_image_pixels},
+        "train_lora": _wire(lora),
     }
     if workflow == "studio":
         clips = await check_files(form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=budget)
@@ -104,10 +111,10 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
         context["narration"] = _text(form, "narration", required=topic is None, limit=2000)
         if topic is not None:
             context["topic"] = topic
-            script = _options(form, "scriptOptions", GenerateScriptParams, s.max_json_depth)
+            script = _wire(_options(form, "scriptOptions", GenerateScriptParams, s.max_json_depth))
             params["generate_script"] = {**script, "prompt": topic}
-        params["train_voice"] = _options(form, "voiceOptions", TrainVoiceParams, s.max_json_depth)
-        params["render_video"] = _options(form, "videoOptions", RenderVideoParams, s.max_json_depth)
+        params["train_voice"] = _wire(_options(form, "voiceOptions", TrainVoiceParams, s.max_json_depth))
+        params["render_video"] = _wire(_options(form, "videoOptions", RenderVideoParams, s.max_json_depth))
     graph = c.planner.build(workflow, params, context, script="generate_script" in params)
     fp = fingerprint(
         "train",
@@ -130,7 +137,7 @@ async def voice(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
     `options` (JSON, train_voice params), `webhook`."""
     s = c.settings
     form = await read_form(request, s)
-    options = _options(form, "options", TrainVoiceParams, s.max_json_depth)
+    options = _wire(_options(form, "options", TrainVoiceParams, s.max_json_depth))
     webhook = await webhook_url(c, _text(form, "webhook", required=False, limit=2000))
     clips = await check_files(
         form, "clips", "audio", s, minimum=1, maximum=s.max_clips, budget=[s.max_upload_total_bytes]

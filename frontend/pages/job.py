@@ -12,11 +12,12 @@ import httpx
 import structlog
 from nicegui import background_tasks, ui
 
-from client.api import RemoteError
+from client.api import RemoteError, artifact_path
+from client.format import duration, human_bytes, percent
 from common.models.artifact_schema import ArtifactMeta
 from frontend.files import file_url
-from frontend.format import duration, human_bytes, percent, status_color
-from frontend.jobstate import JobView, NodeView, artifact_path, media_kind
+from frontend.format import status_color
+from frontend.jobstate import JobView, NodeView, media_kind
 from frontend.link import ControlLink
 
 log = structlog.get_logger(__name__)

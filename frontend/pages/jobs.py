@@ -7,8 +7,9 @@ import structlog
 from nicegui import ui
 
 from client.api import RemoteError
+from client.format import age, percent
 from common.models.job_schema import JobRecord
-from frontend.format import age, percent, status_color
+from frontend.format import status_color
 from frontend.link import ControlLink
 
 log = structlog.get_logger(__name__)

@@ -16,13 +16,11 @@ from typing import Any
 import httpx
 import structlog
 from nicegui import events, ui
-from pydantic import ValidationError
 
+from client import sizing
 from client.api import RemoteError
-from common.estimate import merge_options, options_text
-from common.params import TrainLoraParams
-from frontend import sizing
-from frontend.format import human_bytes
+from client.format import human_bytes
+from frontend import options as form_options
 from frontend.link import ControlLink
 
 log = structlog.get_logger(__name__)
@@ -49,26 +47,8 @@ _HEADINGS = {
     422: "Please check the form",
     429: "Too many submissions: wait a minute and try again",
 }
-#: Advanced options shown in the form: wire name -> (label, min, max, step).
-OPTIONS: dict[str, tuple[str, float, float, float]] = {
-    "steps": ("Training steps", 1, 100_000, 1),
-    "rank": ("LoRA rank", 1, 256, 1),
-    "learningRate": ("Learning rate", 1e-7, 1, 1e-5),
-    "resolution": ("Resolution (px, multiple of 8)", 32, 2048, 8),
-    "seed": ("Seed", 0, 2**32 - 1, 1),
-    "sampleEvery": ("Preview every N steps (0 = only at the end)", 0, 100_000, 1),
-}
-
-
 #: How often the form looks at the link's capabilities (which the link refreshes every 10 s).
 FOLLOW_SECONDS = 2.0
-
-
-def option_defaults(recommended: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The form starts from the alive workers' recommendation, and from the service's defaults for the rest."""
-    fields = TrainLoraParams.model_fields
-    defaults = {wire: fields[name].default for name, f in fields.items() if (wire := f.alias or name) in OPTIONS}
-    return defaults | {k: v for k, v in (recommended or {}).items() if k in OPTIONS}
 
 
 def explain(e: RemoteError) -> str:
@@ -126,7 +106,8 @@ class NewJobForm:
         root = Path(self._tmp.name)
         self.images, self.clips = StagedFiles(root, "image"), StagedFiles(root, "clip")
         self.recommended = sizing.recommended(link.capabilities, "train_lora")
-        self.options = option_defaults(self.recommended)
+        self.specs = form_options.number_options(form_options.service_schema(link.capabilities, "train_lora"))
+        self.options = form_options.defaults(self.specs, self.recommended)
         self.inputs: dict[str, ui.number] = {}
         self.build()
         ui.timer(FOLLOW_SECONDS, self._follow_workers)
@@ -157,12 +138,8 @@ class NewJobForm:
                 self._studio_section()
             with ui.expansion("Advanced options", icon="tune").classes("w-full").props("data-testid=advanced"):
                 self.recommendation = ui.label().props("data-testid=recommendation").classes("text-caption")
-                with ui.grid().classes("w-full gap-2 grid-cols-1 sm:grid-cols-2"):
-                    for wire, (label, lo, hi, step) in OPTIONS.items():
-                        number = ui.number(label, min=lo, max=hi, step=step).bind_value(self.options, wire)
-                        number.props(f"data-testid=opt-{wire} outlined dense")
-                        self.inputs[wire] = number
-                        number.on_value_change(self._on_option)  # once bound: no change events while building
+                self.option_grid = ui.grid().classes("w-full gap-2 grid-cols-1 sm:grid-cols-2")
+                self._build_options()
             self.estimate = ui.label().props("data-testid=estimate aria-live=polite").classes("w-full text-body2")
             self.error = (
                 ui.label()
@@ -175,6 +152,19 @@ class NewJobForm:
             )
         self._refresh_summary()
         self._show_recommendation()
+
+    def _build_options(self) -> None:
+        """One number input per option the service's schema describes, bounded as the schema says."""
+        self.option_grid.clear()
+        self.inputs = {}
+        with self.option_grid:
+            for wire, spec in self.specs.items():
+                number = ui.number(spec.label, min=spec.low, max=spec.high, step=spec.step)
+                number.bind_value(self.options, wire).props(f"data-testid=opt-{wire} outlined dense")
+                if spec.description:
+                    number.tooltip(spec.description)
+                self.inputs[wire] = number
+                number.on_value_change(self._on_option)  # once bound: no change events while building
 
     def _studio_section(self) -> None:
         s = self.settings
@@ -271,16 +261,24 @@ class NewJobForm:
         if not self.recommended:
             self.recommendation.set_text("No worker recommends options yet: these are the service's defaults.")
             return
-        shown = options_text(self.recommended)
+        shown = sizing.options_text(self.recommended)
         self.recommendation.set_text(f"Recommended by the alive workers ({sizing.describe_workers(caps)}): {shown}.")
 
     def _follow_workers(self) -> None:
         """Workers come and go and measure as they work: until the user changes an option, the form follows the
         current recommendation; the estimate always does."""
-        latest = sizing.recommended(self.link.capabilities, "train_lora")
-        if latest != self.recommended and self.options == option_defaults(self.recommended):
+        caps = self.link.capabilities
+        specs = form_options.number_options(form_options.service_schema(caps, "train_lora"))
+        untouched = self.options == form_options.defaults(self.specs, self.recommended)
+        if specs != self.specs and untouched:  # control answered (or changed) after the form was built
+            self.specs = specs
+            self.options.clear()
+            self.options.update(form_options.defaults(specs, self.recommended))
+            self._build_options()
+        latest = sizing.recommended(caps, "train_lora")
+        if latest != self.recommended and untouched:
             self.recommended = latest
-            for wire, value in option_defaults(latest).items():
+            for wire, value in form_options.defaults(self.specs, latest).items():
                 self.inputs[wire].value = value  # through the element, so the page shows it at once
             self._show_recommendation()
         self._refresh_estimate()
@@ -288,7 +286,7 @@ class NewJobForm:
     def _on_option(self, e: events.ValueChangeEventArguments) -> None:
         """A recommended preview cadence follows the steps the user picks (as in `biplane train`) until the user
         sets a cadence of their own."""
-        if e.sender is self.inputs["steps"]:
+        if e.sender is self.inputs.get("steps") and "sampleEvery" in self.inputs:
             before, after = self._cadence(e.previous_value), self._cadence(e.value)
             if after is not None and self.options.get("sampleEvery") == before:
                 self.inputs["sampleEvery"].value = after
@@ -302,7 +300,7 @@ class NewJobForm:
             return None
         if "sampleEvery" not in self.recommended or n < 1:
             return None
-        return int(merge_options("train_lora", self.recommended, {"steps": n})["sampleEvery"])
+        return int(sizing.merge_options("train_lora", self.recommended, {"steps": n})["sampleEvery"])
 
     def _refresh_estimate(self) -> None:
         if not hasattr(self, "estimate"):
@@ -315,8 +313,12 @@ class NewJobForm:
     def _lora_options(self) -> dict[str, Any]:
         """The recommended options the form does not show (preview denoising steps), then the form's own (empty
         fields left out: the service's defaults apply; problems() has checked the rest)."""
-        hidden = {k: v for k, v in self.recommended.items() if k not in OPTIONS}
-        shown = {k: (int(v) if k != "learningRate" else float(v)) for k, v in self.options.items() if v is not None}
+        hidden = {k: v for k, v in self.recommended.items() if k not in self.specs}
+        shown = {
+            k: (int(v) if self.specs[k].integer else float(v))
+            for k, v in self.options.items()
+            if v is not None and k in self.specs
+        }
         return hidden | shown
 
     def _render_transcripts(self) -> None:
@@ -335,12 +337,7 @@ class NewJobForm:
             out.append("Write a prompt.")
         if not 1 <= len(self.images.items) <= self.settings.max_images:
             out.append(f"Add 1 to {self.settings.max_images} images.")
-        try:
-            TrainLoraParams.model_validate({k: v for k, v in self.options.items() if v is not None})
-        except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            out.append(f"Advanced option {field}: {first['msg']}")
+        out += form_options.problems(self.specs, self.options)
         if self.workflow.value == "studio":
             if not self.clips.items:
                 out.append("Add at least one voice clip.")

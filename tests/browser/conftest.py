@@ -13,8 +13,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from common.settings import Settings
 from infra.dev.devstack import RedisServer, S3Server
-from tests.browser.stack import Frontend, start_worker, ui_settings
-from tests.conftest import ROOT, Plane
+from tests.support.processes import ROOT, Frontend, Plane
+from tests.support.ui import ui_settings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -46,7 +46,7 @@ def ui_stack(
     settings = ui_settings(redis_server, s3_server)
     logs = tmp_path_factory.mktemp("browser-stack")
     control = Plane("control", settings, logs).start()
-    worker = start_worker(settings, logs, step_seconds=0.25)
+    worker = Plane("worker", settings, logs).start()
     frontend = Frontend(settings, control.url, logs).start()
     yield UiStack(settings, control, worker, frontend)
     frontend.stop()

@@ -11,13 +11,13 @@ from playwright.sync_api import Page, expect
 
 from infra.dev.devstack import wait_until
 from tests.browser.conftest import UiStack
-from tests.browser.stack import API_KEY, LORA_OPTIONS, REAL_LORA, submit_lora
 from tests.support.api import client
 from tests.support.media import png
+from tests.support.ui import API_KEY, LORA_OPTIONS, submit_lora
 
 pytestmark = pytest.mark.browser
 
-JOB_TIMEOUT = 120_000 if REAL_LORA else 60_000  # ms
+JOB_TIMEOUT = 120_000  # ms
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
@@ -108,15 +108,13 @@ def test_text_file_named_png_shows_the_servers_415(page: Page, tmp_path: Path, o
 
 
 def test_control_restart_during_a_job(page: Page, ui_stack: UiStack) -> None:
-    steps = 10 if REAL_LORA else 24
+    steps = 10
     options = {**LORA_OPTIONS, "steps": steps, "sampleEvery": 0}  # no previews: long enough to see it train
     job_id = submit_lora(ui_stack.control.url, [png(), png(color=(0, 200, 0))], options)
     page.goto(f"/jobs/{job_id}")
     train = page.get_by_test_id("node-train_lora")
     # While it runs, the node says what it is doing (the phase of its progress events) next to the step.
-    expect(train.get_by_test_id("node-detail")).to_contain_text(
-        re.compile(r"training · step" if REAL_LORA else "step"), timeout=JOB_TIMEOUT
-    )
+    expect(train.get_by_test_id("node-detail")).to_contain_text(re.compile(r"training · step"), timeout=JOB_TIMEOUT)
     expect(page.get_by_test_id("link-online")).to_be_visible()
 
     ui_stack.control.kill()

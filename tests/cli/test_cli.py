@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.settings import Settings
-from tests.conftest import ROOT, Plane
 from tests.support.api import client, graph_doc
+from tests.support.processes import ROOT, Plane
 
 BIPLANE = str(Path(sys.executable).parent / "biplane")
 
@@ -81,12 +81,11 @@ def test_bad_arguments_exit_2_with_a_message(control: Plane, tmp_path: Path) -> 
 def test_train_follow_then_download_matches_the_manifest(
     settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
 ) -> None:
-    from tests.browser.stack import LORA_OPTIONS, REAL_LORA
     from tests.support.media import png
+    from tests.support.ui import LORA_OPTIONS
 
     control = plane_factory("control", settings)
-    extra = {} if REAL_LORA else {"BIPLANE_TASK_MODULES": "tests.browser.fake_lora", "FAKE_LORA_STEP_SECONDS": "0.05"}
-    plane_factory("worker", settings, **extra)
+    plane_factory("worker", settings)
     images = tmp_path / "images"
     images.mkdir()
     for i in range(3):

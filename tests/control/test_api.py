@@ -17,24 +17,14 @@ import websockets
 from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
-from common.jobs import FINAL_STATUSES
 from common.settings import Settings
 from common.storage import Storage
 from control.webhooks import signing_secret
 from infra.dev.devstack import free_port
-from tests.conftest import Plane
 from tests.support.api import client, graph_doc, ws_follow
 from tests.support.jobs import Harness
 from tests.support.media import png
-
-
-def wait_final(api: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    with api.stream("GET", f"/api/jobs/{job_id}/events", timeout=timeout) as resp:
-        assert resp.status_code == 200
-        for line in resp.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:]).get("status") in FINAL_STATUSES:
-                break
-    return dict(api.get(f"/api/jobs/{job_id}").json())
+from tests.support.processes import Plane
 
 
 async def test_graph_job_runs_and_ws_replays_by_seq(
@@ -264,10 +254,9 @@ async def test_lora_job_through_api_train_with_a_real_worker(
     settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
 ) -> None:
     """POST /api/train with three PNGs: prepare (control) -> train_lora (worker process) -> publish (control)."""
-    from tests.browser.stack import LORA_OPTIONS, REAL_LORA
+    from tests.support.ui import LORA_OPTIONS
 
-    extra = {} if REAL_LORA else {"BIPLANE_TASK_MODULES": "tests.browser.fake_lora", "FAKE_LORA_STEP_SECONDS": "0.05"}
-    plane_factory("worker", settings, **extra)
+    plane_factory("worker", settings)
     api = client(control.url)
     files = [("images", (f"{i}.png", png(color=(60 * i, 100, 200)), "image/png")) for i in range(3)]
     r = api.post("/api/train", data={"prompt": "a red square", "options": json.dumps(LORA_OPTIONS)}, files=files)

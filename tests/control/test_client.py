@@ -9,8 +9,8 @@ import pytest
 
 from client.api import AsyncClient, Client, RemoteError
 from common.settings import Settings
-from tests.conftest import Plane
 from tests.support.api import graph_doc
+from tests.support.processes import Plane
 
 
 async def test_async_client_follow_survives_control_restart(

@@ -12,8 +12,8 @@ import websockets
 
 from common.jobs import FINAL_STATUSES
 from common.settings import Settings
-from tests.conftest import Plane
 from tests.support.api import client, graph_doc, ws_follow
+from tests.support.processes import Plane
 
 
 class OriginalClient:

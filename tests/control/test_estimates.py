@@ -14,9 +14,9 @@ import pytest
 
 from common.estimate import Worker, estimate
 from common.settings import Settings
-from tests.conftest import Plane
 from tests.support.api import client
 from tests.support.media import png
+from tests.support.processes import Plane
 
 
 def capabilities_once(

@@ -12,8 +12,8 @@ from nicegui.testing import User, user_simulation
 
 from common.settings import Settings
 from infra.dev.devstack import RedisServer, S3Server
-from tests.browser.stack import API_KEY, ui_settings
-from tests.conftest import Plane
+from tests.support.processes import Plane
+from tests.support.ui import API_KEY, ui_settings
 
 MAIN = Path(__file__).with_name("ui_main.py")
 
@@ -38,7 +38,7 @@ def stack(redis_server: RedisServer, s3_server: S3Server, tmp_path_factory: pyte
         logs,
         FAKE_LORA_STEP_SECONDS="0.05",
         BIPLANE_BUILTIN_TASKS="false",
-        BIPLANE_TASK_MODULES="tests.browser.fake_lora",
+        BIPLANE_TASK_MODULES="tests.support.fake_lora",
     ).start()
     yield Stack(settings, control, worker)
     worker.stop()

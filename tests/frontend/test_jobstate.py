@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from client.api import RemoteError
+from client.api import RemoteError, artifact_path
+from client.format import age, duration, human_bytes, percent
 from common.models.artifact_schema import ArtifactMeta
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
-from frontend.format import age, duration, human_bytes, percent
-from frontend.jobstate import LOG_LINES, JobView, artifact_path, media_kind
-from frontend.pages.new_job import explain, option_defaults
+from common.params import TrainLoraParams
+from frontend import options as form_options
+from frontend.jobstate import LOG_LINES, JobView, media_kind
+from frontend.pages.new_job import explain
 
 SHA = "0" * 64
 
@@ -93,8 +95,23 @@ def test_helpers() -> None:
     assert artifact_path("j1", meta) == "other/x.bin"
 
 
-def test_form_defaults_and_error_text() -> None:
-    assert option_defaults() == {
+def test_form_options_come_from_the_params_schema() -> None:
+    caps = {"services": [{"service": "train_lora", "params": TrainLoraParams.model_json_schema(by_alias=True)}]}
+    specs = form_options.number_options(form_options.service_schema(caps, "train_lora"))
+    assert list(specs) == list(form_options.LABELS)
+    assert (specs["steps"].low, specs["steps"].high, specs["steps"].step) == (1, 100_000, 1)
+    assert (specs["resolution"].low, specs["resolution"].step) == (32, 8)
+    assert specs["learningRate"].step is None and not specs["learningRate"].integer
+    assert form_options.problems(specs, {"steps": 0, "resolution": 100, "learningRate": 0, "seed": None}) == [
+        "Advanced option steps: must be at least 1.",
+        "Advanced option resolution: must be a multiple of 8.",
+        "Advanced option learningRate: must be more than 0.",
+    ]
+    assert form_options.problems(specs, {"rank": 2.5}) == ["Advanced option rank: must be a whole number."]
+    assert form_options.problems(specs, form_options.defaults(specs)) == []
+    assert form_options.number_options({}) == {}  # control not answered yet: no options, the service's defaults
+    assert form_options.defaults(specs, {"steps": 120, "sampleSteps": 10})["steps"] == 120
+    assert form_options.defaults(specs) == {
         "steps": 500,
         "rank": 16,
         "learningRate": 1e-4,
@@ -102,6 +119,9 @@ def test_form_defaults_and_error_text() -> None:
         "seed": 0,
         "sampleEvery": 100,
     }
+
+
+def test_refusal_text() -> None:
     e = RemoteError(413, "too_large", "images[2] is 30000000 bytes; the limit is 20971520", "/images/2")
     assert explain(e) == (
         "Too large (field images/2): images[2] is 30000000 bytes; the limit is 20971520 [413 too_large]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -18,12 +19,12 @@ from common.estimate import Worker
 from common.keys import Keys
 from common.models.manifest_schema import StepSeconds
 from common.registry import Registry
-from tests.browser import fake_lora
-from tests.browser.stack import LORA_OPTIONS, submit_lora
 from tests.frontend.conftest import Stack
+from tests.support import fake_lora
 from tests.support.api import client
 from tests.support.jobs import eventually
 from tests.support.media import png, wav
+from tests.support.ui import LORA_OPTIONS, submit_lora
 
 
 def by_testid(user: User, testid: str) -> list[Any]:
@@ -127,7 +128,7 @@ async def test_form_explains_what_is_missing(user: User) -> None:
     user.find(kind=ui.button, content="Start training").click()
     await eventually(lambda: "voice clip" in text_of(user, "submit-error"))
     error = text_of(user, "submit-error")
-    assert "Advanced option steps: Input should be greater than or equal to 1" in error
+    assert "Advanced option steps: must be at least 1." in error
     assert "Add at least one voice clip." in error and "Write the narration, or a topic for the script." in error
 
 
@@ -189,6 +190,8 @@ async def demo_worker(stack: Stack) -> AsyncIterator[None]:
     await asyncio.sleep(0)  # the first beat lands before the UI starts
     yield
     task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task  # no beat may land after the forget
     await bridge.forget("demo-worker")
     await redis.aclose()
 
@@ -311,5 +314,7 @@ async def test_an_untouched_form_follows_a_slower_worker_that_joins(user: User, 
         assert "2 workers" in text_of(user, "recommendation")
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await bridge.forget("slow-worker")
         await redis.aclose()

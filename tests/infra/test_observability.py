@@ -19,8 +19,8 @@ import yaml
 from prometheus_client import REGISTRY
 
 from infra.dev.devstack import free_port, stop_process, wait_until
-from tests.conftest import Plane
 from tests.infra.tools import INFRA, run, system_tool
+from tests.support.processes import Plane
 
 PROM = INFRA / "prometheus"
 GRAFANA = INFRA / "grafana"

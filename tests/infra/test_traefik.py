@@ -23,9 +23,9 @@ import yaml
 from common.settings import Settings
 from common.storage import Storage
 from infra.dev.devstack import S3Server, free_port, stop_process, wait_until
-from tests.conftest import Plane
 from tests.infra.tools import INFRA, run, venv_tool
 from tests.support.media import png
+from tests.support.processes import Plane
 
 DOMAIN = "biplane.test"
 OPS_USER, OPS_PASSWORD = "ops", "ops-password-for-tests"

@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 
 from common.executor import request_cancel
 from common.settings import Settings
-from tests.conftest import Plane
 from tests.support.jobs import Harness, eventually, graph, hybrid
+from tests.support.processes import Plane
 
 NODES = ("prep", "a", "b", "join", "publish")
 

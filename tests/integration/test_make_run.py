@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from infra.dev.devstack import free_port
-from tests.conftest import ROOT
 from tests.support.media import training_png
+from tests.support.processes import ROOT
 
 
 @pytest.mark.parametrize(

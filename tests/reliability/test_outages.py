@@ -7,33 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from client.api import AsyncClient
-from common.jobs import FINAL_STATUSES
 from common.settings import Settings
 from infra.dev.devstack import RedisServer, S3Server
-from tests.conftest import Plane
-from tests.support.api import client, graph_doc
-
-
-async def wait_all_final(api: httpx.Client, job_ids: list[str], timeout: float) -> dict[str, dict]:
-    """Poll the REST API (Redis may be restarting underneath: no event stream to lean on)."""
-    records: dict[str, dict] = {}
-    async with asyncio.timeout(timeout):
-        while len(records) < len(job_ids):
-            for job_id in job_ids:
-                if job_id in records:
-                    continue
-                try:
-                    r = api.get(f"/api/jobs/{job_id}")
-                except httpx.TransportError:
-                    continue
-                if r.status_code == 200 and r.json()["status"] in FINAL_STATUSES:
-                    records[job_id] = r.json()
-            await asyncio.sleep(0.2)
-    return records
+from tests.support.api import client, graph_doc, wait_all_final
+from tests.support.processes import Plane
 
 
 async def test_redis_restart_with_50_jobs_queued(

@@ -19,9 +19,8 @@ import websockets
 
 from common.settings import Settings
 from infra.dev.devstack import RedisServer
-from tests.conftest import Plane
-from tests.reliability.test_outages import wait_all_final
-from tests.support.api import client, graph_doc
+from tests.support.api import client, graph_doc, wait_all_final
+from tests.support.processes import Plane
 
 #: Kill/restart-empty cycles; REDIS_RESTARTS raises it for `make soak`.
 RESTARTS = int(os.environ.get("REDIS_RESTARTS", "1"))

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from infra.dev.devstack import RedisServer, S3Server, free_port, ready, stop_process, wait_until
-from tests.conftest import ROOT, Plane, make_settings, settings_env
-from tests.reliability.test_outages import wait_all_final
-from tests.support.api import client, graph_doc
+from tests.support.api import client, graph_doc, wait_all_final
+from tests.support.processes import ROOT, Plane, make_settings, settings_env
 
 
 @dataclass(frozen=True)

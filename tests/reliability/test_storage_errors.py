@@ -8,10 +8,9 @@ from pathlib import Path
 
 from common.settings import Settings
 from infra.dev.devstack import S3Server
-from tests.conftest import Plane
-from tests.reliability.test_outages import wait_all_final
-from tests.support.api import client, graph_doc
+from tests.support.api import client, graph_doc, wait_all_final
 from tests.support.media import png
+from tests.support.processes import Plane
 
 
 async def test_storage_errors_do_not_leak_the_endpoint(

@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from common.keys import Keys
 from common.settings import Settings
 from common.storage import Storage
-from tests.conftest import Plane
 from tests.support.api import client, graph_doc
 from tests.support.media import bomb_png, png
+from tests.support.processes import Plane
 
 
 async def test_upload_abuse_is_rejected_and_stores_nothing(

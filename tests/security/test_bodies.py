@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from common.settings import Settings
-from tests.conftest import Plane
+from tests.support.processes import Plane
 
 MB = 1024 * 1024
 #: Parallel 200 MB bodies (a multiple of 4); BODY_PARALLEL raises it for `make soak`.

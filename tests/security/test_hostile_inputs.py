@@ -13,10 +13,9 @@ from urllib.parse import quote
 import httpx
 import websockets
 
-from tests.conftest import Plane
-from tests.security.test_references import wav
 from tests.support.api import client, graph_doc
-from tests.support.media import png
+from tests.support.media import png, wav
+from tests.support.processes import Plane
 
 JOB_ROUTES = (
     ("GET", "/api/jobs/{}"),

@@ -20,11 +20,10 @@ from common.jobs import JobStore
 from common.keys import Keys
 from common.settings import Settings
 from control.auth import owner_of
-from tests.conftest import Plane
-from tests.reliability.test_outages import wait_all_final
-from tests.support.api import client, graph_doc
+from tests.support.api import client, graph_doc, wait_all_final
 from tests.support.jobs import graph
 from tests.support.media import png, wav
+from tests.support.processes import Plane
 
 MODULES = "tests.support.tasks,tests.security.plugin"
 

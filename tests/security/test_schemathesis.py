@@ -14,7 +14,7 @@ from hypothesis import settings as hsettings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import Plane
+from tests.support.processes import Plane
 
 #: Cases per operation (14 operations, some with few distinct cases: > 300 in all).
 #: SCHEMATHESIS_EXAMPLES raises it for `make soak`.

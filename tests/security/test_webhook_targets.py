@@ -16,12 +16,10 @@ from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from control.auth import owner_of
 from infra.dev.devstack import free_port
-from tests.conftest import Plane
-from tests.reliability.test_outages import wait_all_final
-from tests.security.test_references import wav
-from tests.support.api import client, graph_doc
+from tests.support.api import client, graph_doc, wait_all_final
 from tests.support.jobs import Harness
-from tests.support.media import png
+from tests.support.media import png, wav
+from tests.support.processes import Plane
 
 
 class Receiver:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import httpx
 import websockets
+
+from common.jobs import FINAL_STATUSES
 
 
 def client(url: str, key: str | None = "test-key-1") -> httpx.Client:
@@ -53,3 +56,21 @@ async def ws_follow(
             if ev["kind"] == "status" and ev["status"] in ("completed", "failed", "canceled"):
                 break
     return subscribed, events
+
+
+async def wait_all_final(api: httpx.Client, job_ids: list[str], timeout: float) -> dict[str, dict]:
+    """Poll the REST API (Redis may be restarting underneath: no event stream to lean on)."""
+    records: dict[str, dict] = {}
+    async with asyncio.timeout(timeout):
+        while len(records) < len(job_ids):
+            for job_id in job_ids:
+                if job_id in records:
+                    continue
+                try:
+                    r = api.get(f"/api/jobs/{job_id}")
+                except httpx.TransportError:
+                    continue
+                if r.status_code == 200 and r.json()["status"] in FINAL_STATUSES:
+                    records[job_id] = r.json()
+            await asyncio.sleep(0.2)
+    return records

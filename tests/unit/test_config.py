@@ -13,7 +13,7 @@ import pytest
 
 from common.config import load, redacted, schema
 from common.settings import ConfigError, Settings
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 BIPLANE = str(Path(sys.executable).parent / "biplane")
 

@@ -12,9 +12,9 @@ from common.estimate import PLANS
 from common.keys import Keys
 from common.params import TrainLoraParams
 from common.settings import Settings
-from tests.conftest import Plane
 from tests.support.jobs import eventually
 from tests.support.media import put_images
+from tests.support.processes import Plane
 from tests.worker.conftest import Run
 
 pytestmark = [pytest.mark.ml, pytest.mark.gpu]

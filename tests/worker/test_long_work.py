@@ -20,9 +20,9 @@ from common.models.event_schema import Event
 from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from common.storage import Storage
-from tests.conftest import Plane
 from tests.support.jobs import Harness, eventually, graph
 from tests.support.media import TRANSCRIPTS, put_clips, put_images
+from tests.support.processes import Plane
 
 pytestmark = pytest.mark.ml
 

@@ -18,8 +18,8 @@ import pytest
 
 from common.settings import Settings
 from infra.dev.devstack import free_port, stop_process, wait_until
-from tests.conftest import ROOT, Plane, make_settings
 from tests.support.api import client, ws_follow
+from tests.support.processes import ROOT, Plane, make_settings
 
 pytestmark = [pytest.mark.ml, pytest.mark.timeout(900)]  # the first test builds the demo models and LLMs
 

@@ -12,8 +12,8 @@ import soundfile
 
 from client.demo import NARRATION, TRANSCRIPTS, sample_inputs
 from common.settings import Settings
-from tests.conftest import Plane
 from tests.support.api import client, ws_follow
+from tests.support.processes import Plane
 
 pytestmark = pytest.mark.ml
 

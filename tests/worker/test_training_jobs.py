@@ -16,9 +16,9 @@ from common.executor import Executor, request_cancel
 from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from common.storage import Storage
-from tests.conftest import Plane
 from tests.support.jobs import Harness, eventually, graph
 from tests.support.media import put_images
+from tests.support.processes import Plane
 from worker.tasks import registry as worker_tasks
 
 pytestmark = pytest.mark.ml

@@ -36,7 +36,7 @@ def _images(ctx: TaskContext) -> tuple[list[bytes], str]:
     memory_options=("resolution", "batchSize"),
 )
 def train_lora(ctx: TaskContext, p: TrainLoraParams) -> dict[str, Any]:
-    """LoRA on the UNet attention projections of a Stable Diffusion base model."""
+    """Cache, train with previews and checkpoints, sample, upload (the service is described by its params)."""
     from worker.ml.lora import WEIGHTS_NAME, LoraTrainer, png_bytes
 
     ctx.phase("loading-model")

@@ -40,7 +40,7 @@ def _voice_prefix(ctx: TaskContext, p: RenderVideoParams) -> str | None:
     memory_options=("width", "height", "frames"),
 )
 def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
-    """AnimateDiff frames with the job's LoRA, H.264 MP4, optional narration in the trained voice."""
+    """Denoise the frames, speak the narration, encode and upload (the service is described by its params)."""
     from PIL import Image
 
     from worker.ml.video import load_pipeline, render_frames

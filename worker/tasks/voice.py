@@ -47,7 +47,7 @@ def _clips(ctx: TaskContext) -> tuple[list[Any], list[str]]:
     memory_options=("batchSize",),
 )
 def train_voice(ctx: TaskContext, p: TrainVoiceParams) -> dict[str, Any]:
-    """SpeechT5 text-to-speech fine-tune with a learned speaker embedding."""
+    """Load the clips, fine-tune with checkpoints, speak the sample, upload (described by its params)."""
     from worker.ml.voice import VoiceTrainer, load_voice
 
     ctx.phase("loading-model")

@@ -1,6 +1,6 @@
 """A stand-in data-plane `train_lora` for UI tests while the real one (worker/tasks) does not exist yet.
 
-Loaded into a real worker with BIPLANE_TASK_MODULES=tests.browser.fake_lora. It speaks the real task contract:
+Loaded into a real worker with BIPLANE_TASK_MODULES=tests.support.fake_lora. It speaks the real task contract:
 progress with step/total/loss, cancel checks, a PNG preview per `sampleEvery` steps and the LoRA file.
 FAKE_LORA_STEP_SECONDS (read when the task runs) sets the time per step.
 """

@@ -1,7 +1,8 @@
-"""What the new-job form says about fitting a job to the alive workers: their recommendation and an estimate.
+"""What a client (the UI's form, `biplane train`) says about fitting a job to the alive workers.
 
-Pure functions over the answer of GET /api/capabilities; the figures come from common/estimate.py, the same
-code control uses for the `warnings` of a submission.
+Pure functions over the answer of GET /api/capabilities: the workers' recommendation, the user's options over
+it, and an estimate. The figures come from common/estimate.py, the same code control uses for the `warnings`
+of a submission, so a client and control never disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.estimate import Node, Worker, duration, estimate
+from common.estimate import Node, Worker, duration, estimate, merge_options, options_text
+
+__all__ = [
+    "describe_workers",
+    "duration",
+    "estimate_text",
+    "job_nodes",
+    "merge_options",
+    "options_text",
+    "recommended",
+    "workers",
+]
 
 #: The nodes of the form's workflows (control's templates, as the form submits them).
 _WORKFLOW_NODES: dict[str, list[tuple[str, str]]] = {
