@@ -28,7 +28,9 @@ class LlmUnavailable(RuntimeError):
     """The LLM server cannot answer now (down, timeout, 5xx, rate limit): the node's retry policy applies."""
 
 
-@registry.builtin("generate_script", outputs=("stagePrompt", "narration", "tokensUsed", "model", "temperature"))
+@registry.builtin(
+    "generate_script", outputs=("stagePrompt", "narration", "structured", "tokensUsed", "model", "temperature")
+)
 async def generate_script(ctx: TaskContext, p: GenerateScriptParams) -> dict[str, Any]:
     """Ask the configured LLM for a stage prompt and a narration of about `length` seconds on the topic."""
     s = ctx.settings
