@@ -6,8 +6,13 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= control,worker,frontend,dev
 # torch: on a machine without CUDA take the pinned CPU build first (an open range pulls a multi-GB CUDA build).
 TORCH_CPU ?= torch==2.13.0
+# Infra linters whose pinned dependencies clash with the project's (checkov pins old packaging, networkx, ...) live
+# in their own venv. checkov is pinned exactly: a new release adds checks, and tests/infra/test_k8s.py runs them all.
+TOOLS_VENV ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+CHECKOV ?= checkov==3.3.30
 
-.PHONY: help install system run demo test lint typecheck pytest soak codegen bench clean
+.PHONY: help install tools system run demo test lint typecheck pytest soak codegen bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +28,14 @@ $(STAMP): pyproject.toml | $(PY)
 	@touch $@
 
 install: $(STAMP) ## create .venv and install Biplane with every extra
+
+$(TOOLS_STAMP): Makefile
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install -q '$(CHECKOV)'
+	@touch $@
+
+tools: $(TOOLS_STAMP) ## install checkov into .venv-tools (the Kubernetes manifests' scan)
 
 system: ## install missing system packages (redis-server)
 	@infra/dev/system-deps.sh
@@ -40,7 +53,7 @@ lint: install ## ruff lint + format check
 typecheck: install ## mypy
 	$(VENV)/bin/mypy
 
-pytest: system install ## the test suite (real Redis, S3 and processes), two test processes, one per core
+pytest: system install tools ## the test suite (real Redis, S3 and processes), two test processes, one per core
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest ## everything CI runs

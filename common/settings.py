@@ -98,6 +98,11 @@ def read_config_file(path: Path, settings_cls: type[BaseSettings]) -> dict[str, 
     return data
 
 
+#: What a graceful stop takes beyond `stop_grace_seconds` at most: the stopped task's round ends, its job is handed
+#: back to the stream and the process exits (tests/worker/test_long_work.py holds a busy worker to it).
+STOP_MARGIN_SECONDS = 5.0
+
+
 class Settings(BaseSettings):
     """Every knob of both planes, the UI and the CLI. Nothing reads the environment at import time."""
 
@@ -215,6 +220,11 @@ class Settings(BaseSettings):
     instance: str = ""  # consumer name; default hostname-pid
     # copies of this plane on this host, sharing its port and consumer group (common/processes.py); 1 = this process
     processes: int = Field(1, ge=1, le=256)
+
+    def stop_bound_seconds(self) -> float:
+        """The longest a busy plane process takes to exit after SIGTERM. A deployment's own grace period must be
+        longer (Kubernetes terminationGracePeriodSeconds, Compose stop_grace_period), or the checkpoint is lost."""
+        return self.stop_grace_seconds + STOP_MARGIN_SECONDS
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())

@@ -52,7 +52,9 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 class Plane:
-    """A real `python -m control|worker` process."""
+    """A real `python -m control|worker` process (behind `launcher`, a command that runs it, when set)."""
+
+    launcher: tuple[str, ...] = ()
 
     PORT_VARS = {
         "control": "BIPLANE_CONTROL_PORT",
@@ -77,7 +79,11 @@ class Plane:
     def start(self) -> Self:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module], env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT
+                [*self.launcher, sys.executable, "-m", self.module],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         try:
             wait_until(self.is_ready, 60, f"{self.module} ready", self.proc)

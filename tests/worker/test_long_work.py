@@ -138,6 +138,7 @@ async def test_cancel_reaches_a_control_plane_task_that_never_checks(
 async def test_sigterm_mid_step_hands_the_job_to_another_worker_which_resumes_it(
     redis: Redis, ml_settings: Settings, storage: Storage, plane_factory: Callable[..., Plane]
 ) -> None:
+    """What a scale-in, an eviction or a rolling upgrade does to a busy worker (Compose stop, Kubernetes SIGTERM)."""
     first = plane_factory("worker", ml_settings)
     h = Harness(redis, ml_settings)
     job = await h.submit(lora(storage, await h.donor(), 32, steps=12, checkpointEvery=2, sampleEvery=0, sampleSteps=1))
@@ -147,7 +148,8 @@ async def test_sigterm_mid_step_hands_the_job_to_another_worker_which_resumes_it
     began = time.monotonic()
     first.proc.send_signal(signal.SIGTERM)
     await asyncio.to_thread(first.proc.wait, 20)
-    assert time.monotonic() - began < 10, "a busy worker exits within 10 s"
+    # Kubernetes' terminationGracePeriodSeconds is checked against this same bound (tests/infra/test_k8s.py).
+    assert time.monotonic() - began < ml_settings.stop_bound_seconds(), "a busy worker exits within its stop bound"
     assert not [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     stopped_at = max(e.step or 0 for e in await h.events.replay(job.job_id) if e.kind == "progress")
 

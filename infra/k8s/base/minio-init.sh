@@ -1,5 +1,6 @@
 #!/bin/sh
-# Compose one-shot (minio/mc): the private bucket and an S3 account for the app that can only use that bucket.
+# MinIO one-shot (minio/mc): the private bucket and an S3 account for the app that can only use that bucket.
+# Compose runs it as `minio-init`, Kubernetes as the Job `minio-init` (infra/k8s/base/minio.yaml).
 # Idempotent: safe on every `docker compose up`.
 set -eu
 : "${MINIO_ROOT_USER:?}" "${MINIO_ROOT_PASSWORD:?}" "${BIPLANE_S3_ACCESS_KEY:?}" "${BIPLANE_S3_SECRET_KEY:?}" "${BIPLANE_BUCKET:?}"
@@ -8,7 +9,7 @@ mc alias set local http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >
 mc mb --ignore-existing "local/$BIPLANE_BUCKET"
 mc anonymous set none "local/$BIPLANE_BUCKET"
 
-policy=/tmp/biplane-app.json
+policy="${TMPDIR:-/tmp}/biplane-app.json"
 cat >"$policy" <<JSON
 {
   "Version": "2012-10-17",
