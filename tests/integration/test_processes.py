@@ -50,8 +50,10 @@ async def test_copies_share_the_port_the_group_and_the_metrics(
     # A copy that dies is started again; the plane stays ready meanwhile.
     copies[0].kill()
     await eventually(
-        lambda: {c.pid for c in psutil.Process(worker.proc.pid).children()} - {copies[0].pid} != {copies[1].pid}
-        and len(psutil.Process(worker.proc.pid).children()) == 2,
+        lambda: (
+            {c.pid for c in psutil.Process(worker.proc.pid).children()} - {copies[0].pid} != {copies[1].pid}
+            and len(psutil.Process(worker.proc.pid).children()) == 2
+        ),
         timeout=60,
         what="the dead copy started again",
     )
