@@ -153,6 +153,7 @@ class Settings(BaseSettings):
     # `transformers serve`, hosted APIs). `make run` serves the demo LLM here when BIPLANE_LLM_URL is unset.
     llm_url: str = "http://127.0.0.1:8002/v1"  # base URL, up to and including /v1
     llm_model: str = ""  # model name the server knows; "" = the demo LLM's directory (demo_model_dir/llm-json)
+    llm_models: str = ""  # comma-separated other models a job may name in generate_script's `model`; others fail
     llm_api_key: SecretStr = SecretStr("")  # sent as a Bearer token; most local servers ignore it
     llm_timeout_seconds: float = Field(120.0, gt=0)  # one chat completion, answer included
     llm_port: int = 8002  # where `make run` serves the demo LLM (python -m worker.llm)
@@ -238,6 +239,11 @@ class Settings(BaseSettings):
     def llm_model_name(self) -> str:
         """The model generate_script asks for by default: BIPLANE_LLM_MODEL, else the demo LLM's directory."""
         return self.llm_model or str((self.demo_model_dir / "llm-json").resolve())
+
+    def llm_allowed_models(self) -> frozenset[str]:
+        """What a job may ask generate_script for: the default model and BIPLANE_LLM_MODELS (never any path or
+        name the LLM server could load)."""
+        return frozenset({self.llm_model_name(), *(m.strip() for m in self.llm_models.split(",") if m.strip())})
 
     def task_module_list(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]

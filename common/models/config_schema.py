@@ -97,6 +97,10 @@ class BiplaneConfig(BaseModel):
     """
     Environment: BIPLANE_LLM_MODEL.
     """
+    llm_models: str | None = ""
+    """
+    Environment: BIPLANE_LLM_MODELS.
+    """
     llm_api_key: SecretStr | None = None
     """
     Environment: BIPLANE_LLM_API_KEY.

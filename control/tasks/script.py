@@ -38,6 +38,8 @@ async def generate_script(ctx: TaskContext, p: GenerateScriptParams) -> dict[str
     if not topic:
         raise TaskInputError("generate_script needs a topic: params.prompt or the job's prompt")
     model = p.model or s.llm_model_name()
+    if model not in s.llm_allowed_models():
+        raise TaskInputError(f"model {model[:200]!r} is not offered here (BIPLANE_LLM_MODEL, BIPLANE_LLM_MODELS)")
     ctx.phase("writing")
     async with openai.AsyncOpenAI(
         base_url=s.llm_url,

@@ -52,7 +52,12 @@ def llm_url(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture
 def llm_settings(redis_server: Any, s3_server: Any, demo_dir: Path, llm_url: str) -> Settings:
-    return make_settings(redis_server, s3_server, demo_model_dir=demo_dir, llm_url=llm_url, max_node_attempts=2)
+    from worker.ml.demo_llm import demo_llm_dir
+
+    plain = str(demo_llm_dir(demo_dir, "plain").resolve())  # the fallback test's model: offered besides the default
+    return make_settings(
+        redis_server, s3_server, demo_model_dir=demo_dir, llm_url=llm_url, llm_models=plain, max_node_attempts=2
+    )
 
 
 def script_graph(params: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +99,9 @@ async def test_plain_answer_goes_through_the_fallback(
     assert out["stagePrompt"] == STAGE, "the first line is the stage prompt"
     assert out["narration"] == f"{STAGE}\n{NARRATION}", "the whole text is the narration"
     assert out["model"] == plain and out["temperature"] == 0.9
+    # A model the deployment does not offer (any name or path the LLM server could load) fails the node.
+    other = await run_script(control, {"prompt": "a lighthouse", "model": "/etc"})
+    assert other["status"] == "failed" and "'/etc' is not offered here" in other["error"], other["error"]
 
 
 async def test_server_down_fails_the_node_with_the_reason(
