@@ -63,7 +63,9 @@ def _train_form(
     webhook: str | None,
     voice_options: dict[str, Any] | None,
     video_options: dict[str, Any] | None,
-    captions: list[str] | None,
+    topic: str | None = None,
+    script_options: dict[str, Any] | None = None,
+    captions: list[str] | None = None,
 ) -> tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]:
     data = {"prompt": prompt, "workflow": workflow, "options": json.dumps(options or {})}
     files = _files("images", images)  # `<image-name>.txt` files among them are those images' captions
@@ -78,6 +80,10 @@ def _train_form(
         data["videoOptions"] = json.dumps(video_options)
     if narration:
         data["narration"] = narration
+    if topic:  # studio: generate_script writes the narration and the video's prompt
+        data["topic"] = topic
+    if script_options:
+        data["scriptOptions"] = json.dumps(script_options)
     if webhook:
         data["webhook"] = webhook
     return data, files
@@ -119,10 +125,12 @@ class AsyncClient:
         idempotency_key: str | None = None,
         voice_options: dict[str, Any] | None = None,
         video_options: dict[str, Any] | None = None,
+        topic: str | None = None,
+        script_options: dict[str, Any] | None = None,
         captions: list[str] | None = None,
     ) -> dict[str, Any]:
         """POST /api/train; returns the whole 202 body: jobId, status, links, estimateSeconds, warnings.
-
+        studio with `topic`: the script (narration and the video's prompt) is written by generate_script.
         captions: one per image ("" = the prompt); or pass `<image-name>.txt` files among images instead."""
         data, files = _train_form(
             images,
@@ -135,6 +143,8 @@ class AsyncClient:
             webhook,
             voice_options,
             video_options,
+            topic,
+            script_options,
             captions,
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -148,6 +158,13 @@ class AsyncClient:
 
     async def submit_render(self, body: dict[str, Any]) -> str:
         return str((await self._json("POST", "/api/render", json=body))["jobId"])
+
+    async def submit_story(
+        self, topic: str, script: dict[str, Any] | None = None, video: dict[str, Any] | None = None
+    ) -> str:
+        """POST /api/story: generate_script on the topic, then render_video narrating the script."""
+        body = {**(video or {}), "topic": topic, **({"script": script} if script else {})}
+        return str((await self._json("POST", "/api/story", json=body))["jobId"])
 
     async def submit_graph(self, graph: dict[str, Any]) -> str:
         return str((await self._json("POST", "/api/jobs", json=graph))["jobId"])

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from client import views
+from client import config_cmd, views
 from client.api import AsyncClient, RemoteError
 from client.sizing import duration, merge_options, options_text
 from common.models.event_schema import Event
@@ -27,6 +27,7 @@ from common.models.job_schema import JobRecord
 app = typer.Typer(
     help="Biplane: train LoRAs and voices, render videos.", no_args_is_help=True, pretty_exceptions_enable=False
 )
+app.add_typer(config_cmd.app, name="config")
 out = Console()
 err = Console(stderr=True)
 
@@ -141,6 +142,12 @@ def train(
     clips: Annotated[Path | None, typer.Option(help="studio: directory of voice clips")] = None,
     transcripts: Annotated[Path | None, typer.Option(help="studio: one transcript per line, per clip")] = None,
     narration: Annotated[str | None, typer.Option(help="studio: text the video narrates")] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="studio: write the script for me (narration and video prompt) on this topic")
+    ] = None,
+    script_options: Annotated[
+        str | None, typer.Option(help="studio: generate_script params (tone, persona, length...) as JSON")
+    ] = None,
     voice_options: Annotated[str | None, typer.Option(help="studio: train_voice params as JSON or @file")] = None,
     video_options: Annotated[str | None, typer.Option(help="studio: render_video params as JSON or @file")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="Show progress until the job ends")] = False,
@@ -153,8 +160,8 @@ def train(
     clip_files: list[Path] | None = None
     lines: list[str] | None = None
     if workflow == "studio":
-        if clips is None or not narration:
-            fail("--workflow studio needs --clips, --transcripts and --narration")
+        if clips is None or not (narration or topic):
+            fail("--workflow studio needs --clips, --transcripts and --narration (or --topic)")
         clip_files = files_in(clips, AUDIO_TYPES, "audio clips")
         lines = transcripts_arg(transcripts, clip_files)
 
@@ -182,6 +189,8 @@ def train(
                 narration,
                 voice_options=sent["train_voice"] if workflow == "studio" else None,
                 video_options=sent["render_video"] if workflow == "studio" else None,
+                topic=topic if workflow == "studio" else None,
+                script_options=options_arg(script_options, "--script-options") or None,
             )
 
     accepted = run(call())
@@ -242,6 +251,39 @@ def render(
     async def call() -> str:
         async with AsyncClient(ctx.url, ctx.api_key) as c:
             return await c.submit_render(body)
+
+    submitted(run(call()), follow)
+
+
+@app.command()
+def story(
+    topic: Annotated[str, typer.Argument(help="What the clip is about")],
+    tone: Annotated[str, typer.Option(help="Tone of the narration")] = "casual",
+    persona: Annotated[str | None, typer.Option(help="Who writes: 'a travel writer'")] = None,
+    length: Annotated[int, typer.Option(min=3, max=300, help="Seconds of narration")] = 20,
+    model: Annotated[str | None, typer.Option(help="LLM model (default: BIPLANE_LLM_MODEL of control)")] = None,
+    temperature: Annotated[float, typer.Option(min=0, max=2)] = 0.4,
+    lora_job: Annotated[str | None, typer.Option(help="A completed lora/studio job whose LoRA to use")] = None,
+    voice_job: Annotated[str | None, typer.Option(help="A completed voice/studio job whose voice narrates")] = None,
+    options: Annotated[str | None, typer.Option(help="render_video params as JSON or @file.json")] = None,
+    follow: Annotated[bool, typer.Option("--follow")] = False,
+) -> None:
+    """Write a script on a topic with the LLM (generate_script), then render and narrate it."""
+    script: dict[str, Any] = {"tone": tone, "length": length, "temperature": temperature}
+    script |= {k: v for k, v in (("persona", persona), ("model", model)) if v}
+    video = options_arg(options)
+    if lora_job:
+        video["lora"] = {"job": lora_job}
+    if voice_job:
+        video["voice"] = {"job": voice_job}
+
+    async def call() -> str:
+        async with AsyncClient(ctx.url, ctx.api_key) as c:
+            # Options not given start from what the alive workers recommend (a short clip on a CPU demo worker).
+            recommended = (await c.capabilities()).get("recommended") or {}
+            return await c.submit_story(
+                topic, script, merge_options("render_video", recommended.get("render_video", {}), video)
+            )
 
     submitted(run(call()), follow)
 

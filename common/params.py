@@ -124,8 +124,25 @@ class RenderVideoParams(Params):
         return self
 
 
+class GenerateScriptParams(Params):
+    """A short clip's stage prompt and narration from an LLM (the original's script.generateScript)."""
+
+    prompt: str | None = Field(None, min_length=1, max_length=1000, description="The topic; default: the job's prompt")
+    tone: str = Field("casual", min_length=1, max_length=64)
+    persona: str | None = Field(None, max_length=200, description="Who writes: 'a travel writer'")
+    length: int = Field(20, ge=3, le=300, description="Seconds of narration")
+    model: str | None = Field(None, max_length=200, description="Default: BIPLANE_LLM_MODEL")
+    temperature: float = Field(0.4, ge=0, le=2)
+
+
 class PublishArtifactsParams(Params):
     """Write jobs/<id>/manifest.json listing every artifact with its sha256."""
+
+
+class GetManifestParams(Params):
+    """The merged capability manifest (services by plane, live workers) into the job's outputs."""
+
+    include_params: bool = Field(False, description="Include each service's params JSON Schema (large)")
 
 
 #: Built-in services: name -> (plane, params model).
@@ -135,4 +152,6 @@ CATALOG: dict[str, tuple[Literal["control", "data"], type[Params]]] = {
     "train_voice": ("data", TrainVoiceParams),
     "render_video": ("data", RenderVideoParams),
     "publish_artifacts": ("control", PublishArtifactsParams),
+    "get_manifest": ("control", GetManifestParams),
+    "generate_script": ("control", GenerateScriptParams),
 }

@@ -1,11 +1,102 @@
-"""The one settings class (environment prefix BIPLANE_), built by entrypoints and passed down."""
+"""The one settings class (environment prefix BIPLANE_), built by entrypoints and passed down.
+
+Values come from, highest priority first: arguments, `BIPLANE_*` environment variables, the file that
+`BIPLANE_CONFIG` names (JSON, TOML or YAML, read by pydantic-settings' own sources), the defaults.
+common/schemas/config.schema.json is generated from this class (`make codegen`); common/config.py loads it
+for the processes and the `biplane config` commands.
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
+import tomllib
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from common.models.config_schema import BiplaneConfig
+
+#: The suffixes of settings files (each read by pydantic-settings' own source for the format).
+SUFFIXES = (".json", ".toml", ".yaml", ".yml")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used: the message names the key, where it came from and what is expected."""
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The settings file named by `config` (`BIPLANE_CONFIG` or an argument); lower priority than the environment.
+
+    The file is validated against common/schemas/config.schema.json (its generated model): a key that is not a
+    setting is an error, like a bad value (a typo would otherwise be ignored silently)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.current_state.get("config")
+        if not path:
+            return {}
+        data = read_config_file(Path(path), self.settings_cls)
+        check_config_file(data, Path(path))
+        return data
+
+
+def check_config_file(data: dict[str, Any], path: Path) -> None:
+    """Validate a settings file's table against the config schema; ConfigError names each bad key."""
+    try:
+        BiplaneConfig.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "?"
+            if err["type"] == "extra_forbidden":
+                near = difflib.get_close_matches(key, sorted(BiplaneConfig.model_fields), n=1)
+                problems.append(
+                    f"`{key}` in {path} is not a setting" + (f" (did you mean `{near[0]}`?)" if near else "")
+                )
+            else:
+                field = BiplaneConfig.model_fields.get(key)
+                got = "" if field and "SecretStr" in str(field.annotation) else f" (got {err['input']!r})"
+                problems.append(f"`{key}` in {path}: {err['msg']}{got}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def read_config_file(path: Path, settings_cls: type[BaseSettings]) -> dict[str, Any]:
+    """The top-level table of a JSON, TOML or YAML settings file, read by pydantic-settings' source for it."""
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(f"{path}: a settings file ends in one of {', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such settings file (BIPLANE_CONFIG)")
+    source: PydanticBaseSettingsSource
+    try:  # the sources read the file as they are built
+        if suffix == ".json":
+            source = JsonConfigSettingsSource(settings_cls, json_file=path)
+        elif suffix == ".toml":
+            source = TomlConfigSettingsSource(settings_cls, toml_file=path)
+        else:
+            source = YamlConfigSettingsSource(settings_cls, yaml_file=path)
+        data = source()
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} does not parse as {path.suffix.lstrip('.').upper()}: {e}") from e
+    except (ValueError, TypeError) as e:  # a list or a scalar where the table of settings belongs
+        raise ConfigError(f"{path}: the file must hold a table of settings") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the file must hold a table of settings")
+    return data
+
 
 #: What a graceful stop takes beyond `stop_grace_seconds` at most: the stopped task's round ends, its job is handed
 #: back to the stream and the process exits (tests/worker/test_long_work.py holds a busy worker to it).
@@ -16,6 +107,20 @@ class Settings(BaseSettings):
     """Every knob of both planes, the UI and the CLI. Nothing reads the environment at import time."""
 
     model_config = SettingsConfigDict(env_prefix="BIPLANE_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, ConfigFileSource(settings_cls)
+
+    # The settings file (JSON, TOML or YAML) read under the environment: BIPLANE_* variables win over it.
+    config: Path | None = None
 
     # Redis
     redis_url: str = "redis://127.0.0.1:6390/0"
@@ -33,7 +138,7 @@ class Settings(BaseSettings):
     s3_retry_seconds: float = Field(30.0, ge=0)
 
     # Auth and clients
-    api_keys: str = ""  # comma-separated keys the control plane accepts
+    api_keys: SecretStr = SecretStr("")  # comma-separated keys the control plane accepts
     url: str = "http://127.0.0.1:8000"  # where clients (UI, CLI) find control
     api_key: SecretStr = SecretStr("")  # the key clients send
 
@@ -49,6 +154,15 @@ class Settings(BaseSettings):
     model_cache: Path | None = None  # huggingface_hub cache of hub ids; None = the hub's default (HF_HUB_CACHE)
     offline: bool = False  # cache only, never download (as HF_HUB_OFFLINE=1)
     demo_model_dir: Path = Path(".dev/demo-models")
+
+    # Script writer (generate_script): any OpenAI-compatible chat-completions server (Ollama, vLLM, llama.cpp,
+    # `transformers serve`, hosted APIs). `make run` serves the demo LLM here when BIPLANE_LLM_URL is unset.
+    llm_url: str = "http://127.0.0.1:8002/v1"  # base URL, up to and including /v1
+    llm_model: str = ""  # model name the server knows; "" = the demo LLM's directory (demo_model_dir/llm-json)
+    llm_models: str = ""  # comma-separated other models a job may name in generate_script's `model`; others fail
+    llm_api_key: SecretStr = SecretStr("")  # sent as a Bearer token; most local servers ignore it
+    llm_timeout_seconds: float = Field(120.0, gt=0)  # one chat completion, answer included
+    llm_port: int = 8002  # where `make run` serves the demo LLM (python -m worker.llm)
 
     # Executor
     lease_seconds: float = Field(30.0, gt=0)  # a job's lease; renewed every third of it while a plane works
@@ -133,13 +247,22 @@ class Settings(BaseSettings):
         return (value or "").strip() or None
 
     def api_key_set(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def webhook_allow_list(self) -> list[str]:
         return [h.strip() for h in self.webhook_allow.split(",") if h.strip()]
+
+    def llm_model_name(self) -> str:
+        """The model generate_script asks for by default: BIPLANE_LLM_MODEL, else the demo LLM's directory."""
+        return self.llm_model or str((self.demo_model_dir / "llm-json").resolve())
+
+    def llm_allowed_models(self) -> frozenset[str]:
+        """What a job may ask generate_script for: the default model and BIPLANE_LLM_MODELS (never any path or
+        name the LLM server could load)."""
+        return frozenset({self.llm_model_name(), *(m.strip() for m in self.llm_models.split(",") if m.strip())})
 
     def task_module_list(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]

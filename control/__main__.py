@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import sys
 
+from common.config import load_or_exit
 from common.httpserver import server_options
 from common.logs import configure
 from common.processes import serve
-from common.settings import Settings
 from control.app import create_app
 from control.wsserver import PreparedWebSocketProtocol
 
 
 def main() -> int:
-    settings = Settings()
+    settings = load_or_exit()
     configure(json=settings.log_json)
     return serve(
         "control",

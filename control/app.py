@@ -18,7 +18,7 @@ from control.deps import Control
 from control.hub import Hub
 from control.metrics import HttpMetrics
 from control.planner import Planner
-from control.routes import artifacts, events, forms, jobs, meta, ws
+from control.routes import artifacts, compat, events, forms, jobs, meta, ws
 from control.tasks import registry as control_tasks
 from control.webhooks import Webhooks
 
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(artifacts.router)
     app.include_router(meta.router)
     app.include_router(ws.router)
+    app.include_router(compat.router)
     errors.install(app)
     app.add_middleware(BodyGuard, settings=settings)  # before routing: a refused body is never read
     app.add_middleware(HttpMetrics)  # counts refused requests too (route "unmatched")

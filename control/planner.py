@@ -43,10 +43,30 @@ TEMPLATES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "render_video": ("render_video", ("train_lora", "train_voice")),
         "publish": ("publish_artifacts", ("render_video",)),
     },
+    "story": {
+        "generate_script": ("generate_script", ()),
+        "render_video": ("render_video", ("generate_script",)),
+        "publish": ("publish_artifacts", ("render_video",)),
+    },
 }
 
 #: How much of the bar each service is worth (training dominates).
-WEIGHTS = {"prepare_assets": 0.5, "publish_artifacts": 0.25, "train_lora": 6, "train_voice": 3, "render_video": 3}
+WEIGHTS = {
+    "prepare_assets": 0.5,
+    "publish_artifacts": 0.25,
+    "generate_script": 0.5,
+    "train_lora": 6,
+    "train_voice": 3,
+    "render_video": 3,
+}
+
+
+def with_script(template: dict[str, tuple[str, tuple[str, ...]]]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The template with generate_script first and render_video after it (studio's "write the script" option)."""
+    out = {"generate_script": ("generate_script", ())} | template
+    service, deps = out["render_video"]
+    out["render_video"] = (service, (*deps, "generate_script"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -99,11 +119,16 @@ class Planner:
                     known[cap.service] = Service(cap.service, cap.plane, None, cap.params)
         return known
 
-    def build(self, workflow: str, params: dict[str, dict[str, Any]], context: dict[str, Any]) -> GraphDocument:
-        """A graph from a template; params by service name, as the route's edge checked them (see validate)."""
+    def build(
+        self, workflow: str, params: dict[str, dict[str, Any]], context: dict[str, Any], *, script: bool = False
+    ) -> GraphDocument:
+        """A graph from a template; params by service name, as the route's edge checked them (see validate).
+        script: add generate_script before render_video."""
         template = TEMPLATES.get(workflow)
         if template is None:
             raise PlanError(f"unknown workflow {workflow!r}; one of {sorted(TEMPLATES)}", pointer="/workflow")
+        if script and "generate_script" not in template:
+            template = with_script(template)
         nodes, edges = [], []
         for node_id, (service, deps) in template.items():
             plane = CATALOG[service][0]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from common.config import load_or_exit
 from common.logs import configure
-from common.settings import Settings
 from frontend.app import run
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_or_exit()
     configure(json=settings.log_json)
     run(settings)
 

@@ -12,7 +12,10 @@ from . import event_schema, job_schema
 
 class ClientMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    action: Literal["auth", "subscribe", "unsubscribe", "ping"]
+    action: Literal["auth", "subscribe", "unsubscribe", "ping", "SUBSCRIBE", "UNSUBSCRIBE"]
+    """
+    SUBSCRIBE and UNSUBSCRIBE: the original stack's frames, aliases of subscribe and unsubscribe.
+    """
     job_id: str | None = Field(None, alias="jobId", max_length=64)
     since: int | None = Field(None, ge=0)
     """

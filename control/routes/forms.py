@@ -1,4 +1,4 @@
-"""Submission forms: POST /api/train, /api/voice (multipart uploads) and /api/render (JSON)."""
+"""Submission forms: POST /api/train, /api/voice (multipart uploads), /api/render and /api/story (JSON)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from common import paths
 from common.jobs import new_job_id
 from common.keys import JOB_ID_PATTERN
-from common.params import RenderVideoParams, TrainLoraParams, TrainVoiceParams
+from common.params import GenerateScriptParams, RenderVideoParams, TrainLoraParams, TrainVoiceParams
 from control.bodies import BoundedJsonRoute, parse_json
 from control.captions import captions
 from control.deps import Control, ControlDep, OwnerDep
@@ -84,7 +84,8 @@ def _transcripts(form: FormData, count: int, max_depth: int) -> list[str]:
 async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None) -> JSONResponse:
     """Multipart: `images` (1-50 PNG/JPEG/WebP, each optionally with a `<image-name>.txt` caption file),
     `captions` (one per image, repeated or a JSON array; "" = the prompt), `prompt`, `options` (JSON, train_lora
-    params), `workflow` (`lora` or `studio`), `webhook`; for `studio` also `clips`, `transcripts`, `narration`,
+    params), `workflow` (`lora` or `studio`), `webhook`; for `studio` also `clips`, `transcripts`, `narration`
+    (or `topic`, and generate_script writes the narration and the video's prompt; `scriptOptions` JSON),
     `voiceOptions` and `videoOptions` (JSON)."""
     s = c.settings
     form = await read_form(request, s)
@@ -114,11 +115,16 @@ async def train(request: Request, c: ControlDep, owner: OwnerDep, idempotency_ke
         uploads += clip_uploads
         context["clips"] = [k for k, _ in clip_uploads]
         context["transcripts"] = _transcripts(form, len(clips), s.max_json_depth)
-        context["narration"] = _text(form, "narration", required=True, limit=2000)
+        topic = _text(form, "topic", required=False, limit=s.max_prompt_chars)
+        context["narration"] = _text(form, "narration", required=topic is None, limit=2000)
+        if topic is not None:
+            context["topic"] = topic
+            script = _wire(_options(form, "scriptOptions", GenerateScriptParams, s.max_json_depth))
+            params["generate_script"] = {**script, "prompt": topic}
         params["train_voice"] = _wire(_options(form, "voiceOptions", TrainVoiceParams, s.max_json_depth))
         params["render_video"] = _wire(_options(form, "videoOptions", RenderVideoParams, s.max_json_depth))
         check_video_family(s, lora_family(s, params["train_lora"]), "/options/baseModel")
-    graph = c.planner.build(workflow, params, context)
+    graph = c.planner.build(workflow, params, context, script="generate_script" in params)
     fp = fingerprint(
         "train",
         {
@@ -188,17 +194,54 @@ async def _lora_family(c: Control, owner: str, ref: JobRef) -> str | None:
     return str(base.get("family")) if isinstance(base, dict) else "sd15"
 
 
-@router.post("/render", status_code=202, responses=ACCEPTED, summary="Render a video")
-async def render(
-    body: RenderRequest, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None
-) -> JSONResponse:
-    params = body.model_dump(by_alias=True, exclude_unset=True, exclude={"webhook", "lora", "voice"})
+async def _video_params(c: Control, owner: str, body: RenderRequest, exclude: set[str]) -> dict[str, Any]:
+    """render_video params of a request, with its LoRA / voice job references resolved to artifacts."""
+    params = body.model_dump(by_alias=True, exclude_unset=True, exclude={"webhook", "lora", "voice", *exclude})
     if body.lora is not None:
         params["lora"] = await _artifact_of(c, owner, body.lora, "train_lora", "lora", "/lora")
         check_video_family(c.settings, await _lora_family(c, owner, body.lora), "/lora")
     if body.voice is not None:
         params["voice"] = await _artifact_of(c, owner, body.voice, "train_voice", "voiceDir", "/voice")
+    return params
+
+
+@router.post("/render", status_code=202, responses=ACCEPTED, summary="Render a video")
+async def render(
+    body: RenderRequest, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None
+) -> JSONResponse:
+    params = await _video_params(c, owner, body, set())
     context = {"prompt": body.prompt or "", "narration": body.narration}
     graph = c.planner.build("video", {"render_video": params}, context)
     fp = fingerprint("render", body.model_dump(mode="json"))
+    return await accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], await webhook_url(c, body.webhook))
+
+
+class ScriptOptions(GenerateScriptParams):
+    """generate_script params; the topic is the request's."""
+
+    prompt: None = Field(None, exclude=True)
+
+
+class StoryRequest(RenderRequest):
+    """A topic: generate_script writes the stage prompt and the narration, render_video films and narrates them.
+    `prompt` / `narration`, when given, replace what the script says."""
+
+    topic: str = Field(min_length=1, max_length=1000, description="What the clip is about")
+    script: ScriptOptions | None = Field(None, description="tone, persona, length, model, temperature")
+
+
+@router.post("/story", status_code=202, responses=ACCEPTED, summary="Write a script on a topic and film it")
+async def story(body: StoryRequest, c: ControlDep, owner: OwnerDep, idempotency_key: IdemHeader = None) -> JSONResponse:
+    topic = body.topic.strip()
+    if not topic or len(topic) > c.settings.max_prompt_chars:
+        raise ApiError(
+            422, "invalid_request", f"topic must be 1-{c.settings.max_prompt_chars} characters", pointer="/topic"
+        )
+    script = body.script.model_dump(by_alias=True, exclude_unset=True) if body.script else {}
+    params = {
+        "generate_script": {**script, "prompt": topic},
+        "render_video": await _video_params(c, owner, body, {"topic", "script"}),
+    }
+    graph = c.planner.build("story", params, {"prompt": topic, "topic": topic})
+    fp = fingerprint("story", body.model_dump(mode="json"))
     return await accept(c, owner, idempotency_key, fp, new_job_id(), graph, [], await webhook_url(c, body.webhook))

@@ -2,8 +2,9 @@
 
 Protocol (common/schemas/ws.schema.json): the client authenticates with `?token=` or a first
 `{"action": "auth", "token": ...}` frame, then sends `subscribe` (`jobId`, optional `since`), `unsubscribe`
-or `ping`. The server sends `ready`, `subscribed` (job snapshot + seq), `event`, `unsubscribed`, `error`
-(connection kept), `heartbeat` and `pong`. Unauthenticated sockets are closed with 4401.
+or `ping` (the original stack's `SUBSCRIBE` / `UNSUBSCRIBE` frames are aliases, answered the same way). The
+server sends `ready`, `subscribed` (job snapshot + seq), `event`, `unsubscribed`, `error` (connection kept),
+`heartbeat` and `pong`. Unauthenticated sockets are closed with 4401.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_SLOW = 1013  #: the client does not read fast enough; it reconnects and replays
 CLOSE_TRY_AGAIN = 1013  #: Redis cannot be reached now; the client reconnects and replays
 OUTBOX = 10_000
+#: The original stack's upper-case frames, handled as Biplane's (docs/api.md, compatibility aliases).
+ALIASES = {"SUBSCRIBE": "subscribe", "UNSUBSCRIBE": "unsubscribe"}
 _CLOSE = "__close__"  #: outbox sentinel: close the socket after what is queued
 
 
@@ -108,14 +111,15 @@ class Session:
             code = "invalid_json" if first["type"] == "json_invalid" else "invalid_message"
             self.error(code, first["msg"])
             return True
-        metrics.WS_MESSAGES.labels("in", msg.action).inc()
-        if msg.action == "auth" or self.owner is None:
-            return self.authenticate(msg.token if msg.action == "auth" else None)
-        if msg.action == "ping":
+        action = ALIASES.get(msg.action, msg.action)
+        metrics.WS_MESSAGES.labels("in", action).inc()
+        if action == "auth" or self.owner is None:
+            return self.authenticate(msg.token if action == "auth" else None)
+        if action == "ping":
             self.send({"type": "pong", "ts": time.time()})
-        elif msg.action == "subscribe":
+        elif action == "subscribe":
             await self.subscribe(msg.job_id, msg.since)
-        elif msg.action == "unsubscribe":
+        elif action == "unsubscribe":
             task = self.subs.pop(msg.job_id or "", None)
             if task is not None:
                 task.cancel()

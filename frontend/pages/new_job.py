@@ -195,6 +195,15 @@ class NewJobForm:
             .props("data-testid=narration outlined autogrow maxlength=2000")
             .classes("w-full")
         )
+        self.topic = (
+            ui.input(
+                "Or write the script for me: a topic",
+                placeholder="a paper plane over a harbour town",
+            )
+            .props(f"data-testid=topic outlined maxlength={s.max_prompt_chars} clearable")
+            .classes("w-full")
+            .tooltip("The LLM (generate_script) writes the narration and the video's prompt on this topic")
+        )
 
     def _uploader(
         self,
@@ -356,8 +365,8 @@ class NewJobForm:
             missing = [c.name for c in self.clips.items if not c.transcript.strip()]
             if missing:
                 out.append(f"Write the transcript of {', '.join(missing)}.")
-            if not (self.narration.value or "").strip():
-                out.append("Write the narration.")
+            if not (self.narration.value or "").strip() and not (self.topic.value or "").strip():
+                out.append("Write the narration, or a topic for the script.")
         return out
 
     def show_error(self, text: str | None) -> None:
@@ -381,7 +390,8 @@ class NewJobForm:
                 workflow=self.workflow.value,
                 clips=[c.path for c in self.clips.items] if studio else None,
                 transcripts=[c.transcript.strip() for c in self.clips.items] if studio else None,
-                narration=self.narration.value.strip() if studio else None,
+                narration=(self.narration.value or "").strip() or None if studio else None,
+                topic=(self.topic.value or "").strip() or None if studio else None,
                 voice_options=sizing.recommended(caps, "train_voice") if studio else None,
                 video_options=sizing.recommended(caps, "render_video") if studio else None,
             )

@@ -203,6 +203,12 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _up(name: str, url: str) -> bool:
+    if name == "frontend":
+        return _answers(url)
+    return _answers(f"{url}/health") if name == "llm" else ready(url)
+
+
 def ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/ready", timeout=2).status_code == 200
@@ -235,7 +241,7 @@ def services(root: Path, redis_port: int = 6390, s3_port: int = 8333) -> Iterato
 
 
 def main() -> None:
-    from common.settings import Settings
+    from common.config import load_or_exit
 
     root = Path(os.environ.get("BIPLANE_DEV_DIR", ".dev")).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -243,7 +249,7 @@ def main() -> None:
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(24))
     api_key = key_file.read_text().strip()
-    settings = Settings()
+    settings = load_or_exit()
     redis_port = int(os.environ.get("BIPLANE_DEV_REDIS_PORT", "6390"))
     s3_port = int(os.environ.get("BIPLANE_DEV_S3_PORT", "8333"))
     started = time.monotonic()
@@ -258,17 +264,22 @@ def main() -> None:
         }
         if _has_frontend():
             urls["frontend"] = f"http://127.0.0.1:{settings.frontend_port}"
+        modules = {name: name for name in urls}
+        if "llm_url" not in settings.model_fields_set:  # no LLM configured: serve the demo LLM (worker/llm.py)
+            urls["llm"] = f"http://127.0.0.1:{settings.llm_port}"
+            modules["llm"] = "worker.llm"
+            env["BIPLANE_LLM_URL"] = f"{urls['llm']}/v1"
         try:
             for name in urls:
-                procs.append(subprocess.Popen([sys.executable, "-m", name], env=env))
-            for name, url in urls.items():
-                check = (lambda u=url: _answers(u)) if name == "frontend" else (lambda u=url: ready(u))
-                wait_until(check, 180, f"{name} ready")
+                procs.append(subprocess.Popen([sys.executable, "-m", modules[name]], env=env))
+            for name, url in urls.items():  # the LLM's first start trains the demo LLMs (a minute or two on a CPU)
+                wait_until(lambda n=name, u=url: _up(n, u), 600 if name == "llm" else 180, f"{name} ready")
             ui = f"  UI       {urls['frontend']}\n" if "frontend" in urls else ""
             print(
                 f"\nBiplane is up in {time.monotonic() - started:.1f}s\n{ui}"
                 f"  API      {urls['control']}  (OpenAPI docs: {urls['control']}/docs)\n"
                 f"  worker   {urls['worker']}/ready\n"
+                f"  LLM      {env.get('BIPLANE_LLM_URL', settings.llm_url)}  (generate_script)\n"
                 f"  API key  {api_key}   (also in {key_file})\n"
                 f"  Redis    {env_s['BIPLANE_REDIS_URL']}   S3 http://{env_s['BIPLANE_S3_ENDPOINT']}\n"
                 "Ctrl-C stops everything.",

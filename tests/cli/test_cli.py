@@ -146,3 +146,21 @@ def test_train_starts_from_the_recommendation_and_prints_the_estimate_and_warnin
     assert shown.returncode == 0 and "recommended for train_lora on the alive workers: 64 px" in shown.stdout
     for job_id in [answer["jobId"], *[j["jobId"] for j in api.get("/api/jobs").json()["items"]]]:
         api.post(f"/api/jobs/{job_id}/cancel")
+
+
+def test_story_submits_topic_script_options_and_video_options(control: Plane) -> None:
+    r = cli(control.url, "--json", "story", "a paper plane", "--tone", "calm", "--length", "8", "--persona", "a poet")
+    r2 = cli(control.url, "story", "x", "--options", '{"frames": 0}')
+    assert r.returncode == 0, r.stderr
+    job = client(control.url).get(f"/api/jobs/{json.loads(r.stdout)['jobId']}").json()
+    assert job["workflow"] == "story"
+    nodes = {n["id"]: n for n in job["graph"]["nodes"]}
+    assert list(nodes) == ["generate_script", "render_video", "publish"]
+    assert nodes["generate_script"]["params"] == {
+        "tone": "calm",
+        "length": 8,
+        "temperature": 0.4,
+        "persona": "a poet",
+        "prompt": "a paper plane",
+    }
+    assert r2.returncode == 2 and "frames" in r2.stderr, "the control plane's 422 names the field"

@@ -129,7 +129,7 @@ async def test_form_explains_what_is_missing(user: User) -> None:
     await eventually(lambda: "voice clip" in text_of(user, "submit-error"))
     error = text_of(user, "submit-error")
     assert "Advanced option steps: must be at least 1." in error
-    assert "Add at least one voice clip." in error and "Write the narration." in error
+    assert "Add at least one voice clip." in error and "Write the narration, or a topic for the script." in error
 
 
 async def test_server_refusal_is_shown_with_its_message(user: User) -> None:
@@ -223,6 +223,29 @@ async def test_studio_form_sends_clips_and_a_failure_is_shown(user: User) -> Non
     assert "train_voice" in text_of(user, "job-error")
     assert inside(one(user, "node-render_video"), "node-status").text == "skipped"
     assert not one(user, "cancel").visible
+
+
+async def test_studio_form_writes_the_script_for_me(user: User, stack: Stack) -> None:
+    """A topic instead of a narration: the job gets a generate_script node before render_video. The test stack
+    has no LLM, so that node fails with the reason, and the page says so."""
+    await user.open("/")
+    one(user, "workflow").value = "studio"
+    user.find("Prompt").type("a red box")
+    one(user, "topic").value = "a red box goes to sea"
+    await upload(user, "images", [("a.png", "image/png", png())])
+    await upload(user, "clips", [("hello.wav", "audio/wav", wav())])
+    await eventually(lambda: len(by_testid(user, "transcript-0")) == 1, what="transcript field")
+    one(user, "transcript-0").value = "hello there"
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: user.back_history[-1].startswith("/jobs/"), what="job page")
+    job = client(stack.control.url).get(f"/api/jobs/{user.back_history[-1].rsplit('/', 1)[1]}").json()
+    nodes = {n["id"]: n for n in job["graph"]["nodes"]}
+    assert nodes["generate_script"]["params"]["prompt"] == "a red box goes to sea"
+    assert {"from": "generate_script", "to": "render_video"} in job["graph"]["edges"]
+    assert job["graph"]["context"]["narration"] is None
+    script = one(user, "node-generate_script")
+    await eventually(lambda: inside(script, "node-status").text == "failed", timeout=60, what="no LLM: failed")
+    assert "cannot answer" in inside(script, "node-detail").text
 
 
 async def test_cancel_button_stops_a_running_job(user: User, stack: Stack) -> None:

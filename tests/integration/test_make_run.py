@@ -30,7 +30,8 @@ from tests.support.processes import ROOT
 )
 def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: list[str], stop: str) -> None:
     ports = {
-        name: free_port() for name in ("CONTROL_PORT", "WORKER_PORT", "FRONTEND_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")
+        name: free_port()
+        for name in ("CONTROL_PORT", "WORKER_PORT", "FRONTEND_PORT", "LLM_PORT", "DEV_REDIS_PORT", "DEV_S3_PORT")
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
     env.update({f"BIPLANE_{k}": str(v) for k, v in ports.items()})
@@ -57,11 +58,13 @@ def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert up.wait(240), "stack did not come up:\n" + "".join(lines[-60:])
+        assert up.wait(600), "stack did not come up:\n" + "".join(lines[-60:])
         for port in (ports["CONTROL_PORT"], ports["WORKER_PORT"]):
             resp = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
             assert resp.status_code == 200, resp.text
             assert resp.json()["checks"] == {"redis": True, "s3": True, "executor": True}
+        llm = httpx.get(f"http://127.0.0.1:{ports['LLM_PORT']}/v1/models", timeout=5)  # the embedded demo LLM
+        assert llm.status_code == 200, llm.text
         key = (tmp_path / "dev" / "api-key").read_text().strip()
         reader.join(timeout=1)
         assert any(key in line for line in lines), "the API key is printed"
@@ -75,7 +78,13 @@ def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: 
             proc.terminate()  # the stack process alone: it must stop its children itself
         proc.wait(timeout=60)
     assert time.monotonic() - began < 10, "the whole stack stops within 10 s"
-    for port in (ports["CONTROL_PORT"], ports["WORKER_PORT"], ports["DEV_REDIS_PORT"], ports["DEV_S3_PORT"]):
+    for port in (
+        ports["CONTROL_PORT"],
+        ports["WORKER_PORT"],
+        ports["LLM_PORT"],
+        ports["DEV_REDIS_PORT"],
+        ports["DEV_S3_PORT"],
+    ):
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
             raise AssertionError(f"port {port} still answers after {stop}")

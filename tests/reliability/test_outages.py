@@ -45,37 +45,34 @@ async def test_redis_restart_with_50_jobs_queued(
 
 
 async def test_s3_outage_retries_then_completes_or_fails_clearly(
-    settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
+    own_s3: tuple[S3Server, Settings], plane_factory: Callable[..., Plane]
 ) -> None:
-    s3 = S3Server(tmp_path / "s3", secret_key=settings.s3_secret_key.get_secret_value()).start()
-    try:
-        s = settings.model_copy(update={"s3_endpoint": s3.endpoint, "bucket": s3.bucket, "s3_retry_seconds": 60})
-        control = plane_factory("control", s)
-        worker = plane_factory("worker", s)
-        api = client(control.url)
-        job_id = api.post("/api/jobs", json=graph_doc({"steps": 20, "step_seconds": 0.1, "artifact": True})).json()
-        async with AsyncClient(control.url, "test-key-1") as c:
-            async for ev in c.follow(job_id["jobId"]):
-                if ev.kind == "progress" and ev.node_id == "w":
-                    break
-        s3.stop()
-        outage = time.monotonic()
-        await asyncio.sleep(20)  # the outage itself: the task reaches its upload and must keep retrying
-        s3.start()
-        record = (await wait_all_final(api, [job_id["jobId"]], 90))[job_id["jobId"]]
-        assert record["status"] == "completed", record["error"]
-        assert time.monotonic() - outage >= 20
-        assert worker.proc and worker.proc.poll() is None and control.proc and control.proc.poll() is None
+    s3, s = own_s3
+    s = s.model_copy(update={"s3_retry_seconds": 60})
+    control = plane_factory("control", s)
+    worker = plane_factory("worker", s)
+    api = client(control.url)
+    job_id = api.post("/api/jobs", json=graph_doc({"steps": 20, "step_seconds": 0.1, "artifact": True})).json()
+    async with AsyncClient(control.url, "test-key-1") as c:
+        async for ev in c.follow(job_id["jobId"]):
+            if ev.kind == "progress" and ev.node_id == "w":
+                break
+    s3.stop()
+    outage = time.monotonic()
+    await asyncio.sleep(20)  # the outage itself: the task reaches its upload and must keep retrying
+    s3.start()
+    record = (await wait_all_final(api, [job_id["jobId"]], 90))[job_id["jobId"]]
+    assert record["status"] == "completed", record["error"]
+    assert time.monotonic() - outage >= 20
+    assert worker.proc and worker.proc.poll() is None and control.proc and control.proc.poll() is None
 
-        short = plane_factory("worker", s, BIPLANE_S3_RETRY_SECONDS="2")
-        worker.stop()
-        s3.stop()
-        doomed = api.post("/api/jobs", json=graph_doc({"steps": 1, "artifact": True}, publish=False)).json()
-        final = (await wait_all_final(api, [doomed["jobId"]], 60))[doomed["jobId"]]
-        assert final["status"] == "failed" and "S3 unreachable" in final["error"]
-        assert short.proc and short.proc.poll() is None, "the worker survives the outage"
-    finally:
-        s3.stop()
+    short = plane_factory("worker", s, BIPLANE_S3_RETRY_SECONDS="2")
+    worker.stop()
+    s3.stop()
+    doomed = api.post("/api/jobs", json=graph_doc({"steps": 1, "artifact": True}, publish=False)).json()
+    final = (await wait_all_final(api, [doomed["jobId"]], 60))[doomed["jobId"]]
+    assert final["status"] == "failed" and "S3 unreachable" in final["error"]
+    assert short.proc and short.proc.poll() is None, "the worker survives the outage"
 
 
 async def test_100_ws_clients_survive_a_control_restart(

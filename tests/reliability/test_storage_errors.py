@@ -4,7 +4,6 @@ host:port (that goes to the log), and a job failed by the outage does not carry 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from common.settings import Settings
 from infra.dev.devstack import S3Server
@@ -14,32 +13,29 @@ from tests.support.processes import Plane
 
 
 async def test_storage_errors_do_not_leak_the_endpoint(
-    settings: Settings, plane_factory: Callable[..., Plane], tmp_path: Path
+    own_s3: tuple[S3Server, Settings], plane_factory: Callable[..., Plane]
 ) -> None:
-    s3 = S3Server(tmp_path / "s3", secret_key=settings.s3_secret_key.get_secret_value()).start()
-    try:
-        s = settings.model_copy(update={"s3_endpoint": s3.endpoint, "bucket": s3.bucket, "s3_retry_seconds": 1})
-        control = plane_factory("control", s)
-        worker = plane_factory("worker", s)
-        api = client(control.url)
-        done = api.post("/api/jobs", json=graph_doc({"steps": 1, "artifact": True})).json()["jobId"]
-        assert (await wait_all_final(api, [done], 60))[done]["status"] == "completed"
-        s3.stop()
-        port = s3.endpoint.rsplit(":", 1)[1]
-        answers = {
-            "upload": api.post("/api/train", data={"prompt": "p"}, files=[("images", ("a.png", png(), "image/png"))]),
-            "list artifacts": api.get(f"/api/jobs/{done}/artifacts"),
-            "download": api.get(f"/api/jobs/{done}/artifacts/w/result.txt"),
-        }
-        for name, r in answers.items():
-            assert r.status_code == 503, (name, r.text)
-            assert r.json() == {"code": "unavailable", "message": "storage unavailable"}, name
-            assert int(r.headers["Retry-After"]) > 0 and port not in r.text, name
-        failed = api.post("/api/jobs", json=graph_doc({"steps": 1, "artifact": True}, publish=False)).json()["jobId"]
-        record = (await wait_all_final(api, [failed], 60))[failed]
-        assert record["status"] == "failed" and "S3 unreachable" in record["error"], record["error"]
-        assert s3.endpoint not in record["error"] and f"port={port}" not in record["error"], record["error"]
-        assert port in control.log.read_text(), "the detail is in the log"
-        assert worker.proc and worker.proc.poll() is None
-    finally:
-        s3.stop()
+    s3, s = own_s3
+    s = s.model_copy(update={"s3_retry_seconds": 1})
+    control = plane_factory("control", s)
+    worker = plane_factory("worker", s)
+    api = client(control.url)
+    done = api.post("/api/jobs", json=graph_doc({"steps": 1, "artifact": True})).json()["jobId"]
+    assert (await wait_all_final(api, [done], 60))[done]["status"] == "completed"
+    s3.stop()
+    port = s3.endpoint.rsplit(":", 1)[1]
+    answers = {
+        "upload": api.post("/api/train", data={"prompt": "p"}, files=[("images", ("a.png", png(), "image/png"))]),
+        "list artifacts": api.get(f"/api/jobs/{done}/artifacts"),
+        "download": api.get(f"/api/jobs/{done}/artifacts/w/result.txt"),
+    }
+    for name, r in answers.items():
+        assert r.status_code == 503, (name, r.text)
+        assert r.json() == {"code": "unavailable", "message": "storage unavailable"}, name
+        assert int(r.headers["Retry-After"]) > 0 and port not in r.text, name
+    failed = api.post("/api/jobs", json=graph_doc({"steps": 1, "artifact": True}, publish=False)).json()["jobId"]
+    record = (await wait_all_final(api, [failed], 60))[failed]
+    assert record["status"] == "failed" and "S3 unreachable" in record["error"], record["error"]
+    assert s3.endpoint not in record["error"] and f"port={port}" not in record["error"], record["error"]
+    assert port in control.log.read_text(), "the detail is in the log"
+    assert worker.proc and worker.proc.poll() is None

@@ -23,6 +23,7 @@ JOB_ROUTES = (
     ("GET", "/api/jobs/{}/artifacts"),
     ("GET", "/api/jobs/{}/artifacts/w/result.txt"),
     ("POST", "/api/jobs/{}/cancel"),
+    ("GET", "/api/status/{}"),  # the original stack's status route (an alias)
 )
 
 

@@ -33,7 +33,7 @@ def _shape(path: str) -> str:
 
 def test_every_documented_cli_command_exists() -> None:
     commands = {c.name or (c.callback.__name__ if c.callback else "") for c in cli_app.registered_commands}
-    commands |= {g.name for g in cli_app.registered_groups if g.name}  # `biplane models list`
+    commands |= {g.name for g in cli_app.registered_groups if g.name}  # `biplane config ...`, `biplane models ...`
     documented = {c for doc in DOCS.glob("*.md") for c in COMMAND.findall(doc.read_text())}
     assert {"train", "follow", "artifacts"} <= documented
     assert documented <= commands, f"documented but missing: {sorted(documented - commands)}"

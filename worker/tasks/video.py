@@ -63,7 +63,8 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
     from worker.ml.voice import load_voice
 
     ctx.phase("loading-model")
-    prompt = p.prompt or str(inputs.value(ctx, "prompt", "") or "")
+    # A script written upstream (generate_script) comes first, then the job's prompt and narration.
+    prompt = p.prompt or str(inputs.value(ctx, "stagePrompt") or inputs.value(ctx, "prompt", "") or "")
     narration = p.narration or inputs.value(ctx, "narration")
     lora_key, voice_prefix = _lora_key(ctx, p), _voice_prefix(ctx, p)
     device = pick(p.precision)
@@ -122,6 +123,8 @@ def render_video(ctx: TaskContext, p: RenderVideoParams) -> dict[str, Any]:
         "codec": mp4.codec,
         "hasAudio": mp4.audio_codec is not None,
         "audioSeconds": round(len(audio) / SAMPLE_RATE, 3) if audio is not None else 0.0,
+        "prompt": prompt,
+        "narration": str(narration) if narration else None,
         "usedLora": lora_key,
         "usedVoice": voice_prefix,
         "device": device.name,
