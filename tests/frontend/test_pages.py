@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -202,17 +202,24 @@ async def test_demo_banner_follows_capabilities(demo_worker: None, user: User) -
     assert "outputs are noise; configure real model paths" in text_of(user, "demo-banner")
 
 
-async def test_studio_form_sends_clips_and_a_failure_is_shown(user: User) -> None:
+async def submit_studio(user: User, fill: Callable[[], None]) -> None:
+    """The studio form with a prompt, an image, a clip and its transcript, plus what fill() adds; submitted."""
     await user.open("/")
     one(user, "workflow").value = "studio"
     user.find("Prompt").type("a red box")
-    user.find("Narration (spoken in the video by the trained voice)").type("Hello from the box.")
+    fill()
     await upload(user, "images", [("a.png", "image/png", png())])
     await upload(user, "clips", [("hello.wav", "audio/wav", wav())])
     await eventually(lambda: len(by_testid(user, "transcript-0")) == 1, what="transcript field")
     one(user, "transcript-0").value = "hello there"
     user.find(kind=ui.button, content="Start training").click()
     await eventually(lambda: user.back_history[-1].startswith("/jobs/"), what="job page")
+
+
+async def test_studio_form_sends_clips_and_a_failure_is_shown(user: User) -> None:
+    await submit_studio(
+        user, lambda: user.find("Narration (spoken in the video by the trained voice)").type("Hello from the box.")
+    )
     assert text_of(user, "job-workflow") == "studio"
     # prepare_assets (control) accepted the image, the clip and its transcript; the test worker has no
     # train_voice (yet), so the job fails there, and the page says where and why.
@@ -228,16 +235,11 @@ async def test_studio_form_sends_clips_and_a_failure_is_shown(user: User) -> Non
 async def test_studio_form_writes_the_script_for_me(user: User, stack: Stack) -> None:
     """A topic instead of a narration: the job gets a generate_script node before render_video. The test stack
     has no LLM, so that node fails with the reason, and the page says so."""
-    await user.open("/")
-    one(user, "workflow").value = "studio"
-    user.find("Prompt").type("a red box")
-    one(user, "topic").value = "a red box goes to sea"
-    await upload(user, "images", [("a.png", "image/png", png())])
-    await upload(user, "clips", [("hello.wav", "audio/wav", wav())])
-    await eventually(lambda: len(by_testid(user, "transcript-0")) == 1, what="transcript field")
-    one(user, "transcript-0").value = "hello there"
-    user.find(kind=ui.button, content="Start training").click()
-    await eventually(lambda: user.back_history[-1].startswith("/jobs/"), what="job page")
+
+    def topic() -> None:
+        one(user, "topic").value = "a red box goes to sea"
+
+    await submit_studio(user, topic)
     job = client(stack.control.url).get(f"/api/jobs/{user.back_history[-1].rsplit('/', 1)[1]}").json()
     nodes = {n["id"]: n for n in job["graph"]["nodes"]}
     assert nodes["generate_script"]["params"]["prompt"] == "a red box goes to sea"
