@@ -145,8 +145,8 @@ async def test_server_refusal_is_shown_with_its_message(user: User) -> None:
 async def test_ui_server_checks_type_and_size_again(user: User, stack: Stack) -> None:
     await user.open("/")
     too_big = stack.settings.max_upload_file_bytes + 1
-    await upload(user, "images", [("a.txt", "image/png", b"x"), ("big.png", "image/png", b"\0" * too_big)])
-    await user.should_see("a.txt: only .png, .jpg, .jpeg, .webp files are accepted")
+    await upload(user, "images", [("a.gif", "image/gif", b"x"), ("big.png", "image/png", b"\0" * too_big)])
+    await user.should_see("a.gif: only .png, .jpg, .jpeg, .webp, .txt files are accepted")  # .txt: captions
     await user.should_see("big.png is 20.0 MiB; the limit is 20.0 MiB")
     assert text_of(user, "images-summary") == "No images yet."
     await upload(user, "images", [("ok.png", "image/png", png()), ("ok2.png", "image/png", png())])
