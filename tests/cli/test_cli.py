@@ -18,7 +18,7 @@ from tests.support.processes import ROOT, Plane
 BIPLANE = str(Path(sys.executable).parent / "biplane")
 
 
-def cli(url: str, *args: str, key: str = "test-key-1", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(url: str, *args: str, key: str = "test-key-1", timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIPLANE_")}
     env.update({"BIPLANE_URL": url, "BIPLANE_API_KEY": key, "COLUMNS": "200"})
     return subprocess.run([BIPLANE, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
