@@ -117,13 +117,10 @@ def build_all(models: DemoModels) -> None:
 
 def build_sd(out: Path) -> None:
     """A Stable Diffusion pipeline directory (UNet 1.4 M params, VAE with 2x downsampling, 5-layer CLIP)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
-    from worker.ml.tokenizers import train_clip_bpe
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = CLIPTokenizer.from_pretrained(train_clip_bpe(Path(tmp)))
+    tokenizer = _tiny_tokenizer()
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=2,
@@ -134,36 +131,9 @@ def build_sd(out: Path) -> None:
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32,
     )
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        sample_size=64,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-5,
-            num_attention_heads=4,
-            num_hidden_layers=5,
-            vocab_size=len(tokenizer),
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    vae = _tiny_vae()
+    text_encoder = CLIPTextModel(_tiny_clip_config(tokenizer))
+    scheduler = _tiny_ddim()
     pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -177,16 +147,71 @@ def build_sd(out: Path) -> None:
     pipe.save_pretrained(out)
 
 
-def build_sdxl(out: Path) -> None:
-    """A Stable Diffusion XL pipeline directory: two CLIP text encoders (the second with a projection, whose
-    pooled output and the size/crop time ids condition the UNet), a 2x VAE, a UNet of two blocks."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+def _tiny_tokenizer() -> Any:
+    """A CLIP BPE tokenizer trained here (model_max_length 77): what both demo pipelines tokenize with."""
+    from transformers import CLIPTokenizer
 
     from worker.ml.tokenizers import train_clip_bpe
 
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = CLIPTokenizer.from_pretrained(train_clip_bpe(Path(tmp)))
+        return CLIPTokenizer.from_pretrained(train_clip_bpe(Path(tmp)))
+
+
+def _tiny_vae() -> Any:
+    """A 2x-downsampling VAE with 4 latent channels (both demo pipelines)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        sample_size=64,
+    )
+
+
+def _tiny_clip_config(tokenizer: Any, **extra: Any) -> Any:
+    """A 5-layer, 32-wide CLIP text encoder config over the tokenizer's vocabulary."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-5,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=len(tokenizer),
+        **extra,
+    )
+
+
+def _tiny_ddim(**extra: Any) -> Any:
+    """Stable Diffusion's DDIM schedule (scaled linear betas)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        **extra,
+    )
+
+
+def build_sdxl(out: Path) -> None:
+    """A Stable Diffusion XL pipeline directory: two CLIP text encoders (the second with a projection, whose
+    pooled output and the size/crop time ids condition the UNet), a 2x VAE, a UNet of two blocks."""
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = _tiny_tokenizer()
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=2,
@@ -204,38 +229,10 @@ def build_sdxl(out: Path) -> None:
         cross_attention_dim=64,  # both encoders' hidden states side by side
         norm_num_groups=1,
     )
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        sample_size=64,
-    )
-    config = CLIPTextConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-5,
-        num_attention_heads=4,
-        num_hidden_layers=5,
-        vocab_size=len(tokenizer),
-        hidden_act="gelu",
-        projection_dim=32,
-    )
+    vae = _tiny_vae()
+    config = _tiny_clip_config(tokenizer, hidden_act="gelu", projection_dim=32)
     # DDIM as in the SD demo (SDXL ships Euler, whose numpy conversion warns under numpy 2 in diffusers 0.42).
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    scheduler = _tiny_ddim(timestep_spacing="leading")
     pipe: Any = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=CLIPTextModel(config),
