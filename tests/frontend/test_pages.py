@@ -17,7 +17,7 @@ from nicegui.testing import User
 from common.bridge import Bridge, connect
 from common.estimate import Worker
 from common.keys import Keys
-from common.models.manifest_schema import StepSeconds
+from common.models.manifest_schema import CapabilityManifest, StepSeconds
 from common.registry import Registry
 from tests.frontend.conftest import Stack
 from tests.support import fake_lora
@@ -175,29 +175,36 @@ async def test_jobs_list_is_newest_first_and_live(user: User, stack: Stack) -> N
     assert row_text(second, "job-age") == "just now"
 
 
-@pytest.fixture
-async def demo_worker(stack: Stack) -> AsyncIterator[None]:
-    """A worker heartbeat that says "demo models" (as a worker without model paths announces itself)."""
+@contextlib.asynccontextmanager
+async def beating(stack: Stack, manifest: CapabilityManifest) -> AsyncIterator[None]:
+    """Heartbeats for one more (pretend) worker while the block runs; forgotten after. Used inside a test body, so
+    the beat task lives on the test's own event loop and is awaited to its end before the forget."""
     redis = connect(stack.settings)
     bridge = Bridge(redis, Keys(stack.settings.key_prefix), stack.settings)
 
     async def beat() -> None:
         while True:
-            await bridge.heartbeat(Registry().manifest("data", demo=True, instance="demo-worker", ts=time.time()))
+            await bridge.heartbeat(manifest.model_copy(update={"ts": time.time()}))
             await asyncio.sleep(stack.settings.heartbeat_seconds)
 
     task = asyncio.create_task(beat())
-    await asyncio.sleep(0)  # the first beat lands before the UI starts
-    yield
-    task.cancel()  # the fixture's task may live on another event loop than this teardown: never awaited here
-    await bridge.forget("demo-worker")
-    await redis.aclose()
+    await asyncio.sleep(0)  # the first beat lands before the block goes on
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # no beat may land after the forget
+        await bridge.forget(manifest.instance or "")
+        await redis.aclose()
 
 
-async def test_demo_banner_follows_capabilities(demo_worker: None, user: User) -> None:
-    await user.open("/")
-    await eventually(lambda: one(user, "demo-banner").visible, what="demo banner")
-    assert "outputs are noise; configure real model paths" in text_of(user, "demo-banner")
+async def test_demo_banner_follows_capabilities(user: User, stack: Stack) -> None:
+    """A worker without model paths announces demo models; the banner says so."""
+    async with beating(stack, Registry().manifest("data", demo=True, instance="demo-worker")):
+        await user.open("/")
+        await eventually(lambda: one(user, "demo-banner").visible, what="demo banner")
+        assert "outputs are noise; configure real model paths" in text_of(user, "demo-banner")
 
 
 async def submit_studio(user: User, fill: Callable[[], None]) -> None:
@@ -295,26 +302,11 @@ async def test_an_untouched_form_follows_a_slower_worker_that_joins(user: User, 
     await user.open("/")
     first = one(user, "opt-steps").value
     # A CPU worker with the demo models that measured 5 s per 64 px step joins: the slowest alive worker now.
-    redis = connect(stack.settings)
-    bridge = Bridge(redis, Keys(stack.settings.key_prefix), stack.settings)
     slow = Registry().merge(fake_lora.registry).manifest("data", demo=True, instance="slow-worker", device="cpu")
     slow.step_seconds = [StepSeconds(service="train_lora", resolution=64, seconds=5.0)]
     slow.recommended = Worker.of(slow).recommend()
-
-    async def beat() -> None:
-        while True:
-            await bridge.heartbeat(slow.model_copy(update={"ts": time.time()}))
-            await asyncio.sleep(stack.settings.heartbeat_seconds)
-
-    task = asyncio.create_task(beat())
-    try:
+    async with beating(stack, slow):
         expected = slow.recommended["train_lora"]["steps"]
         assert expected < first
         await eventually(lambda: one(user, "opt-steps").value == expected, timeout=30, what="form follows")
         assert "2 workers" in text_of(user, "recommendation")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await bridge.forget("slow-worker")
-        await redis.aclose()

@@ -112,6 +112,7 @@ async def test_cancel_stops_training_within_steps_and_leaves_no_lora(
     assert max(steps) < asked_at + 15  # the flag is read every second; a step takes ~0.1 s
     keys = list(storage.list(f"jobs/{job.job_id}/"))
     assert not [k for k in keys if k.endswith(".safetensors") or k.endswith("sample.png")]
-    # Cancel kills the task at once; the checkpoints it saved before stay, so a re-run would resume.
+    # Cancel kills the task at once; the checkpoints it saved before stay, so a re-run would resume. The kill
+    # may land between a checkpoint's upload and its step's progress event: one checkpoint past the last event.
     saved = checkpoint_steps(storage, job.job_id)
-    assert saved and asked_at - 2 <= saved[-1] <= max(steps)
+    assert saved and asked_at - 2 <= saved[-1] <= max(steps) + 2
