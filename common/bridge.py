@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 from common.keys import GROUP, JOB_ID, Keys
 from common.models.graph_schema import Plane
 from common.models.manifest_schema import CapabilityManifest
+from common.pipelining import coalescer
 from common.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -121,6 +122,7 @@ class Bridge:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._finish = redis.register_script(_FINISH)
+        self.calls = coalescer(redis)
 
     # -- streams ---------------------------------------------------------------------------------
     async def ensure_groups(self) -> None:
@@ -218,14 +220,15 @@ class Bridge:
     async def finish(self, e: Entry, token: str, handoff: tuple[Plane, str] | None) -> None:
         """Release the lease, hand the job to (plane, state token) when given, and ack e: one round trip."""
         plane, state = handoff or (e.plane, "")
-        await self._finish(
-            keys=[
+        await self.calls.script(
+            self._finish,
+            [
                 self.keys.lease(e.job_id),
                 self.keys.handoff(e.job_id, plane, state),
                 self.keys.stream(plane),
                 self.keys.stream(e.plane),
             ],
-            args=[token, self.maxlen, e.job_id if handoff else "", self.dedupe_ttl, GROUP, e.id],
+            [token, self.maxlen, e.job_id if handoff else "", self.dedupe_ttl, GROUP, e.id],
         )
 
     async def renew(self, claims: list[tuple[str, str]], ttl_ms: int) -> list[tuple[bool, bool]]:
@@ -235,7 +238,7 @@ class Bridge:
         return [(bool(flat[i]), bool(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def release(self, job_id: str, token: str) -> None:
-        await self._release(keys=[self.keys.lease(job_id)], args=[token])
+        await self.calls.script(self._release, [self.keys.lease(job_id)], [token])
 
     async def request_cancel(self, job_id: str) -> None:
         await self.redis.set(self.keys.cancel(job_id), "1", ex=self.dedupe_ttl)

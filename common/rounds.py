@@ -120,7 +120,7 @@ class RoundRuntime:
             raise NodeError(node_id, e.message) from e
         started = time.monotonic()
         ids = {"job_id": self.job.job_id, "node": node_id, "service": node.service, "attempt": attempt}
-        log.info("node started", **ids)
+        log.debug("node started", **ids)  # "node completed"/"node ended" say it at info level, with the outcome
         pulse = Pulse(node_id, write)
         inputs = {d: state["outputs"].get(d, {}) for d in self.deps[node_id]}
 
