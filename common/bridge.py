@@ -16,19 +16,28 @@ from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 from common.keys import GROUP, JOB_ID, Keys
 from common.models.graph_schema import Plane
 from common.models.manifest_schema import CapabilityManifest
+from common.pipelining import coalescer
 from common.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-# Lease: take it when free or already held with this token; also says whether cancel was requested and
-# returns the job record (KEYS[3], HGETALL), so a round starts with one round trip.
+# Leases of several jobs in one round trip: per job (KEYS lease, cancel flag, record; ARGV its token, then the ttl
+# last) take the lease when free or already held with this token; say whether cancel was requested and return the
+# job record (HGETALL), so a round starts with one round trip for the whole batch.
 _ACQUIRE = """
-local cur = redis.call('GET', KEYS[1])
-if (not cur) or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return {1, redis.call('EXISTS', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+local ttl = ARGV[#ARGV]
+local out = {}
+for i = 1, #ARGV - 1 do
+  local k = 3 * i - 2
+  local cur = redis.call('GET', KEYS[k])
+  if (not cur) or cur == ARGV[i] then
+    redis.call('SET', KEYS[k], ARGV[i], 'PX', ttl)
+    out[i] = {1, redis.call('EXISTS', KEYS[k + 1]), redis.call('HGETALL', KEYS[k + 2])}
+  else
+    out[i] = {0, 0, {}}
+  end
 end
-return {0, 0, {}}
+return out
 """
 
 # The end of a handling, in one round trip: release our lease, push the job to the next plane's stream
@@ -44,14 +53,21 @@ redis.call('XACK', KEYS[4], ARGV[5], ARGV[6])
 return added
 """
 
-# Renew a lease we hold and say whether the job was asked to cancel: {owned, canceled}.
+# Renew leases we hold (KEYS lease, cancel flag per job; ARGV its token, then the ttl last) and say per job
+# whether it is still ours and whether cancel was requested: {owned, canceled, owned, canceled, ...}.
 _RENEW = """
-local owned = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  owned = 1
+local ttl = ARGV[#ARGV]
+local out = {}
+for i = 1, #ARGV - 1 do
+  local owned = 0
+  if redis.call('GET', KEYS[2 * i - 1]) == ARGV[i] then
+    redis.call('PEXPIRE', KEYS[2 * i - 1], ttl)
+    owned = 1
+  end
+  out[2 * i - 1] = owned
+  out[2 * i] = redis.call('EXISTS', KEYS[2 * i])
 end
-return {owned, redis.call('EXISTS', KEYS[2])}
+return out
 """
 
 _RELEASE = """
@@ -106,6 +122,7 @@ class Bridge:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._finish = redis.register_script(_FINISH)
+        self.calls = coalescer(redis)
 
     # -- streams ---------------------------------------------------------------------------------
     async def ensure_groups(self) -> None:
@@ -143,9 +160,9 @@ class Bridge:
         rows = resp[1] if resp else []
         return [self._decode(plane, eid, f) for eid, f in rows if f]
 
-    async def touch(self, plane: Plane, consumer: str, entry_id: str) -> None:
-        """Reset an entry's idle time while we work on it, so nobody XAUTOCLAIMs a live job."""
-        await self.redis.xclaim(self.keys.stream(plane), GROUP, consumer, 0, [entry_id], justid=True)
+    async def touch(self, plane: Plane, consumer: str, entry_ids: list[str]) -> None:
+        """Reset entries' idle time while we work on them, so nobody XAUTOCLAIMs a live job."""
+        await self.redis.xclaim(self.keys.stream(plane), GROUP, consumer, 0, entry_ids, justid=True)
 
     async def hand_back(self, e: Entry) -> None:
         """Re-queue e's job as a new entry and ack e (in that order: a crash between leaves a duplicate,
@@ -189,35 +206,39 @@ class Bridge:
         return int(group.get("lag") or 0), int(group["pending"])
 
     # -- leases and cancel ----------------------------------------------------------------------
-    async def acquire(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool, dict[bytes, bytes]]:
-        """Take the job's lease; returns (acquired, cancel requested, the job's hash: empty when none)."""
-        acquired, canceled, flat = await self._acquire(
-            keys=[self.keys.lease(job_id), self.keys.cancel(job_id), self.keys.job(job_id)], args=[token, ttl_ms]
-        )
-        return bool(acquired), bool(canceled), dict(zip(flat[::2], flat[1::2], strict=True))
+    async def acquire(self, claims: list[tuple[str, str]], ttl_ms: int) -> list[tuple[bool, bool, dict[bytes, bytes]]]:
+        """Take the leases of (job id, token) claims in one round trip; per claim (acquired, cancel requested, the
+        job's hash: empty when none)."""
+        keys = [
+            k
+            for job_id, _ in claims
+            for k in (self.keys.lease(job_id), self.keys.cancel(job_id), self.keys.job(job_id))
+        ]
+        rows = await self._acquire(keys=keys, args=[*(token for _, token in claims), ttl_ms])
+        return [(bool(a), bool(c), dict(zip(flat[::2], flat[1::2], strict=True))) for a, c, flat in rows]
 
     async def finish(self, e: Entry, token: str, handoff: tuple[Plane, str] | None) -> None:
         """Release the lease, hand the job to (plane, state token) when given, and ack e: one round trip."""
         plane, state = handoff or (e.plane, "")
-        await self._finish(
-            keys=[
+        await self.calls.script(
+            self._finish,
+            [
                 self.keys.lease(e.job_id),
                 self.keys.handoff(e.job_id, plane, state),
                 self.keys.stream(plane),
                 self.keys.stream(e.plane),
             ],
-            args=[token, self.maxlen, e.job_id if handoff else "", self.dedupe_ttl, GROUP, e.id],
+            [token, self.maxlen, e.job_id if handoff else "", self.dedupe_ttl, GROUP, e.id],
         )
 
-    async def renew(self, job_id: str, token: str, ttl_ms: int) -> tuple[bool, bool]:
-        """Extend our lease; returns (still ours, cancel requested)."""
-        owned, canceled = await self._renew(
-            keys=[self.keys.lease(job_id), self.keys.cancel(job_id)], args=[token, ttl_ms]
-        )
-        return bool(owned), bool(canceled)
+    async def renew(self, claims: list[tuple[str, str]], ttl_ms: int) -> list[tuple[bool, bool]]:
+        """Extend our leases of (job id, token) claims in one round trip; per claim (still ours, cancel requested)."""
+        keys = [k for job_id, _ in claims for k in (self.keys.lease(job_id), self.keys.cancel(job_id))]
+        flat = await self._renew(keys=keys, args=[*(token for _, token in claims), ttl_ms])
+        return [(bool(flat[i]), bool(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def release(self, job_id: str, token: str) -> None:
-        await self._release(keys=[self.keys.lease(job_id)], args=[token])
+        await self.calls.script(self._release, [self.keys.lease(job_id)], [token])
 
     async def request_cancel(self, job_id: str) -> None:
         await self.redis.set(self.keys.cancel(job_id), "1", ex=self.dedupe_ttl)

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from common.keys import Keys
 from common.models.event_schema import Event, EventKind
+from common.pipelining import coalescer
 
 # One atomic step, so seq order = stream order = publish order even with concurrent emitters.
 # `body` is the event JSON without seq (an object); seq is spliced in as its first member and the
@@ -43,6 +44,7 @@ class EventLog:
         self.keys, self.maxlen = keys, maxlen
         self._emit = redis.register_script(_EMIT)
         self._fenced_emit = redis.register_script(_FENCED_EMIT)
+        self.calls = coalescer(redis)
 
     async def emit(self, job_id: str, kind: EventKind, *, ttl: int = 0, fence: str = "", **fields: Any) -> int:
         """Append and publish one event; returns its seq (0: not emitted, the lease is not `fence`'s).
@@ -50,8 +52,8 @@ class EventLog:
         args: list[str | int] = [body(job_id, kind, fields), self.maxlen, ttl]
         if fence:
             keys = [*self.script_keys(job_id), self.keys.lease(job_id)]
-            return int(await self._fenced_emit(keys=keys, args=[*args, fence]))
-        return int(await self._emit(keys=self.script_keys(job_id), args=args))
+            return int(await self.calls.script(self._fenced_emit, keys, [*args, fence]))
+        return int(await self.calls.script(self._emit, self.script_keys(job_id), args))
 
     def script_keys(self, job_id: str) -> list[str]:
         """The keys `emit(...)` in EMIT_FUNCTION needs, in order."""

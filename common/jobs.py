@@ -18,6 +18,7 @@ from common.events import EMIT_FUNCTION, EventLog, body
 from common.keys import Keys
 from common.models.graph_schema import GraphDocument, NodeStatus
 from common.models.job_schema import FinalStatus, JobRecord, JobStatus
+from common.pipelining import coalescer
 
 #: The statuses a job never leaves, as the job schema states them.
 FINAL_STATUSES: frozenset[str] = frozenset(get_args(FinalStatus.__value__))
@@ -107,6 +108,7 @@ class JobStore:
         self._update = redis.register_script(_UPDATE)
         self._create = redis.register_script(_CREATE)
         self._progress = redis.register_script(_PROGRESS)
+        self.calls = coalescer(redis)
 
     async def create(
         self, graph: GraphDocument, owner: str | None = None, job_id: str | None = None, webhook: str | None = None
@@ -125,8 +127,9 @@ class JobStore:
             "progress": "0",
             "webhook": webhook or "",
         }
-        await self._create(
-            keys=[
+        await self.calls.script(
+            self._create,
+            [
                 self.keys.job(job_id),
                 *self.events.script_keys(job_id),
                 self.keys.jobs_index(),
@@ -152,9 +155,10 @@ class JobStore:
         """Move the job to status (never out of a final one) and emit a `status` event when it moved."""
         ttl = self.ttl if status in FINAL_STATUSES else 0
         event = body(job_id, "status", {"status": status, "error": error})
-        moved = await self._transition(
-            keys=[self.keys.job(job_id), *self.events.script_keys(job_id)],
-            args=[status, repr(time.time()), error or "", ttl, event, self.events.maxlen],
+        moved = await self.calls.script(
+            self._transition,
+            [self.keys.job(job_id), *self.events.script_keys(job_id)],
+            [status, repr(time.time()), error or "", ttl, event, self.events.maxlen],
         )
         return int(moved) == 1
 
@@ -164,7 +168,9 @@ class JobStore:
         running = body(job_id, "status", {"status": "running"}) if start else ""
         args: list[str | int] = [event, self.events.maxlen, incr, delete, running, repr(time.time())]
         args += [x for kv in mapping.items() for x in kv]
-        return int(await self._update(keys=[self.keys.job(job_id), *self.events.script_keys(job_id)], args=args))
+        return int(
+            await self.calls.script(self._update, [self.keys.job(job_id), *self.events.script_keys(job_id)], args)
+        )
 
     async def node_started(self, job_id: str, node_id: str, start_job: bool = False) -> int:
         """Mark a node running and count the attempt; returns the attempt number (1-based).
@@ -222,7 +228,7 @@ class JobStore:
         """Save a node's progress (and the job's) with its event, in one round trip, while the lease is ours."""
         keys = [self.keys.job(job_id), *self.events.script_keys(job_id), self.keys.lease(job_id)]
         args: list[str | int] = [lease_token, event, self.events.maxlen, _nf(node_id, "progress"), repr(node_progress)]
-        return bool(await self._progress(keys=keys, args=[*args, "progress", repr(overall)]))
+        return bool(await self.calls.script(self._progress, keys, [*args, "progress", repr(overall)]))
 
 
 def record_from_hash(job_id: str, raw: dict[bytes, bytes]) -> JobRecord | None:

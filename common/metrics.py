@@ -20,6 +20,9 @@ NODE_DURATION = Histogram(
     ["plane", "service"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
+BATCH_SIZE = Histogram(
+    "biplane_batch_size", "Jobs per batched round", ["plane"], buckets=(2, 4, 8, 16, 32, 64, 128, 256)
+)
 ENTRIES = Counter("biplane_stream_entries_total", "Stream entries handled", ["plane", "outcome"])
 STREAM_LENGTH = Gauge(
     "biplane_stream_length",

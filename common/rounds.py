@@ -2,11 +2,18 @@
 
 LangGraph runs the round (parallel independent nodes, joins, retries, custom stream); each node saves
 its output to the job record the moment it finishes, so a crash never re-runs a finished node.
+
+A batched round runs the one ready node of each of several jobs in one LangGraph invocation (one graph node
+per member, all parallel), so the invocation's fixed cost is shared. A member never raises into the graph:
+it retries within its own budget, then marks its end in the stream, and the executor settles that job alone
+while the others run on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -113,7 +120,7 @@ class RoundRuntime:
             raise NodeError(node_id, e.message) from e
         started = time.monotonic()
         ids = {"job_id": self.job.job_id, "node": node_id, "service": node.service, "attempt": attempt}
-        log.info("node started", **ids)
+        log.debug("node started", **ids)  # "node completed"/"node ended" say it at info level, with the outcome
         pulse = Pulse(node_id, write)
         inputs = {d: state["outputs"].get(d, {}) for d in self.deps[node_id]}
 
@@ -184,6 +191,47 @@ class RoundRuntime:
         log.info("node completed", seconds=round(elapsed, 3), **ids)
         return output
 
+    async def run_retrying(self, node_id: str, write: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """run_node with the round's retry policy applied here rather than by LangGraph (a batched round must
+        not retry or abort the whole invocation for one member)."""
+        state: RoundState = {"outputs": {n.id: n.output or {} for n in self.job.graph.nodes if n.status == "completed"}}
+        delay = RETRY_INITIAL_SECONDS
+        while True:
+            try:
+                return await self.run_node(node_id, state, write)
+            except NodeError as e:
+                if not e.retryable:
+                    raise
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
+#: Retry backoff between attempts of a node (LangGraph's policy in a plain round, run_retrying in a batch).
+RETRY_INITIAL_SECONDS, RETRY_MAX_SECONDS = 0.5, 10.0
+
+#: Keys of a batched round's stream events: the member index, and the mark that the member's node ended.
+MEMBER, ENDED = "_member", "_ended"
+
+
+@dataclass
+class BatchRuntime:
+    """LangGraph context of a batched round: member i runs node_ids[i] of rounds[i]'s job."""
+
+    rounds: list[RoundRuntime]
+    node_ids: list[str]
+    #: member i's result once it ended: its output, its NodeError, or any other exception (a bug, Redis)
+    results: dict[int, dict[str, Any] | BaseException] = field(default_factory=dict)
+
+    async def run_member(self, i: int, write: Callable[[dict[str, Any]], None]) -> None:
+        def tagged(event: dict[str, Any]) -> None:
+            write({**event, MEMBER: i})
+
+        try:
+            self.results[i] = await self.rounds[i].run_retrying(self.node_ids[i], tagged)
+        except Exception as e:  # this member's end only: the batch's other members run on
+            self.results[i] = e
+        write({MEMBER: i, ENDED: True})
+
 
 def _node(node_id: str) -> Callable[..., Any]:
     async def run(state: RoundState, runtime: Runtime[RoundRuntime]) -> dict[str, Any]:
@@ -194,20 +242,29 @@ def _node(node_id: str) -> Callable[..., Any]:
     return run
 
 
+def _member(i: int) -> Callable[..., Any]:
+    async def run(state: RoundState, runtime: Runtime[BatchRuntime]) -> None:
+        await runtime.context.run_member(i, runtime.stream_writer)
+
+    run.__name__ = f"member_{i}"
+    return run
+
+
 class RoundGraphs:
     """Compiled round graphs, cached by shape (node ids and their dependencies)."""
 
     def __init__(self, max_attempts: int, max_cached: int = 256) -> None:
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
-            initial_interval=0.5,
+            initial_interval=RETRY_INITIAL_SECONDS,
             backoff_factor=2.0,
-            max_interval=10.0,
+            max_interval=RETRY_MAX_SECONDS,
             jitter=True,
             retry_on=lambda e: isinstance(e, NodeError) and e.retryable,
         )
         self.max_cached = max_cached
         self._cache: dict[tuple[Any, ...], CompiledStateGraph[Any, Any, Any, Any]] = {}
+        self._batches: dict[int, CompiledStateGraph[Any, Any, Any, Any]] = {}
 
     def get(self, nodes: list[Node], deps: dict[str, list[str]]) -> CompiledStateGraph[Any, Any, Any, Any]:
         ids = {n.id for n in nodes}
@@ -237,3 +294,15 @@ class RoundGraphs:
             if n.id not in has_successor:
                 builder.add_edge(n.id, END)
         return builder.compile()
+
+    def batch(self, size: int) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """The graph of a batched round of size members: nodes member_0..member_{size-1}, all parallel."""
+        graph = self._batches.get(size)
+        if graph is None:
+            builder: StateGraph[Any, Any, Any, Any] = StateGraph(RoundState, context_schema=BatchRuntime)
+            for i in range(size):
+                builder.add_node(f"member_{i}", _member(i))
+                builder.add_edge(START, f"member_{i}")
+                builder.add_edge(f"member_{i}", END)
+            graph = self._batches[size] = builder.compile()
+        return graph

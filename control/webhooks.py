@@ -55,7 +55,7 @@ class Webhooks:
             task.add_done_callback(self.tasks.discard)
 
     async def deliver(self, job_id: str, status: str) -> None:
-        if not await self.store.redis.hget(self.keys.job(job_id), "webhook"):
+        if not await self.store.calls.command("HGET", self.keys.job(job_id), "webhook"):
             return  # the common case, one cheap read: most jobs name no webhook
         job = await self.store.load(job_id)
         if job is None or not job.webhook:

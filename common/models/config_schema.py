@@ -149,6 +149,10 @@ class BiplaneConfig(BaseModel):
     """
     Environment: BIPLANE_CONCURRENCY.
     """
+    batch_size: int | None = Field(16, ge=1, le=256)
+    """
+    Environment: BIPLANE_BATCH_SIZE.
+    """
     stream_maxlen: int | None = Field(100000, ge=100)
     """
     Environment: BIPLANE_STREAM_MAXLEN.

@@ -13,7 +13,7 @@ from tests.support.jobs import Harness, graph
 async def test_a_stale_lease_holder_writes_no_progress_and_no_event(redis: Redis, settings: Settings) -> None:
     h = Harness(redis, settings)
     job = await h.store.create(graph([("w", "test.work", "data", {})], []), owner="tester")
-    acquired, _, _ = await h.bridge.acquire(job.job_id, "new-owner", 30_000)
+    [(acquired, _, _)] = await h.bridge.acquire([(job.job_id, "new-owner")], 30_000)
     assert acquired
     before = await h.events.last_seq(job.job_id)
 
