@@ -117,7 +117,7 @@ def test_train_starts_from_the_recommendation_and_prints_the_estimate_and_warnin
     from tests.support.media import png
 
     control = plane_factory("control", settings)
-    plane_factory("worker", settings.model_copy(update={"demo_model_dir": tmp_path / "demo-models"}))
+    plane_factory("worker", settings)
     api = client(control.url)
     deadline = time.monotonic() + 30
     while not (caps := api.get("/api/capabilities").json())["workersAlive"]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,17 +37,12 @@ def submit_train(api: httpx.Client, options: dict[str, Any]) -> httpx.Response:
     return api.post("/api/train", data=data, files=files)
 
 
-@pytest.fixture
-def demo_settings(settings: Settings, tmp_path: Path) -> Settings:
-    return settings.model_copy(update={"demo_model_dir": tmp_path / "demo-models"})
-
-
 def test_capabilities_carry_the_alive_workers_recommendation(
-    demo_settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
+    settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
 ) -> None:
     api = client(control.url)
     assert api.get("/api/capabilities").json()["recommended"] == {}  # no worker yet: nothing to recommend
-    plane_factory("worker", demo_settings)
+    plane_factory("worker", settings)
     caps = capabilities_once(api, lambda c: c["workersAlive"] == 1)
     worker = caps["workers"][0]
     assert worker["device"] == "cpu" and worker["demo"] is True and worker["precision"] == "fp32"
@@ -62,10 +56,10 @@ def test_capabilities_carry_the_alive_workers_recommendation(
 
 
 def test_a_long_submission_is_accepted_with_a_warning_and_a_small_one_gets_none(
-    demo_settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
+    settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
 ) -> None:
     api = client(control.url)
-    plane_factory("worker", demo_settings)
+    plane_factory("worker", settings)
     caps = capabilities_once(api, lambda c: c["workersAlive"] == 1)
 
     small = submit_train(api, caps["recommended"]["train_lora"])
@@ -86,14 +80,14 @@ def test_a_long_submission_is_accepted_with_a_warning_and_a_small_one_gets_none(
 
 
 def test_the_warning_limit_is_a_setting_and_a_job_nobody_runs_is_flagged(
-    demo_settings: Settings, plane_factory: Callable[..., Plane]
+    settings: Settings, plane_factory: Callable[..., Plane]
 ) -> None:
-    strict = plane_factory("control", demo_settings.model_copy(update={"estimate_warn_seconds": 1.0}))
+    strict = plane_factory("control", settings.model_copy(update={"estimate_warn_seconds": 1.0}))
     api = client(strict.url)
     nobody = submit_train(api, {"steps": 3, "resolution": 64})
     assert nobody.status_code == 202 and nobody.json()["estimateSeconds"] is None
     assert [w["code"] for w in nobody.json()["warnings"]] == ["no_worker"]
-    plane_factory("worker", demo_settings)
+    plane_factory("worker", settings)
     capabilities_once(api, lambda c: c["workersAlive"] == 1)
     tiny = submit_train(api, {"steps": 3, "resolution": 64})
     assert tiny.status_code == 202
@@ -102,10 +96,10 @@ def test_the_warning_limit_is_a_setting_and_a_job_nobody_runs_is_flagged(
 
 @pytest.mark.ml
 def test_a_finished_job_puts_its_measured_step_time_into_the_recommendation(
-    demo_settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
+    settings: Settings, control: Plane, plane_factory: Callable[..., Plane]
 ) -> None:
     api = client(control.url)
-    plane_factory("worker", demo_settings, OMP_NUM_THREADS="1")
+    plane_factory("worker", settings, OMP_NUM_THREADS="1")
     capabilities_once(api, lambda c: c["workersAlive"] == 1)
     options = {"steps": 3, "resolution": 64, "sampleEvery": 0, "sampleSteps": 2, "checkpointEvery": 0}
     job_id = submit_train(api, options).json()["jobId"]

@@ -18,6 +18,7 @@ from common.models.event_schema import Event
 from common.models.graph_schema import GraphDocument
 from common.models.job_schema import JobRecord
 from common.settings import Settings
+from common.storage import Storage
 
 
 def graph(nodes: list[tuple[str, str, str, dict[str, Any]]], edges: list[tuple[str, str]]) -> GraphDocument:
@@ -115,3 +116,9 @@ async def eventually(check: Any, timeout: float = 20, what: str = "condition", i
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def checkpoint_steps(storage: Storage, job_id: str, node_id: str = "train") -> list[int]:
+    """The steps of the training checkpoints a node saved to S3, ascending."""
+    keys = storage.list(f"jobs/{job_id}/{node_id}/checkpoints/")
+    return sorted(int(k.rsplit("step-", 1)[1].removesuffix(".pt")) for k in keys)

@@ -13,17 +13,20 @@ import pytest
 from common.context import TaskContext
 from common.settings import Settings
 from common.storage import Storage
+from tests.support.processes import ROOT
 
 
 @pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Demo models built once for the session (the worker's own builder; worker processes reuse the dir)."""
+def demo_dir() -> Iterator[Path]:
+    """The demo models where worker processes started by tests and `make run` find them (the default
+    BIPLANE_DEMO_MODEL_DIR, .dev/demo-models): built once per checkout by the worker's own builder (locked, so
+    two test processes wait for one build), and the demo LLMs trained there once too."""
     import torch
 
     from worker.ml.demo_models import ensure_demo_models
 
     torch.set_num_threads(2)
-    root = tmp_path_factory.mktemp("demo-models") / "models"
+    root = ROOT / Settings.model_fields["demo_model_dir"].default
     ensure_demo_models(root, sdxl=True)
     yield root
 

@@ -16,7 +16,7 @@ from common.executor import Executor, request_cancel
 from common.models.graph_schema import GraphDocument
 from common.settings import Settings
 from common.storage import Storage
-from tests.support.jobs import Harness, eventually, graph
+from tests.support.jobs import Harness, checkpoint_steps, eventually, graph
 from tests.support.media import put_images
 from tests.support.processes import Plane
 from worker.tasks import registry as worker_tasks
@@ -32,12 +32,7 @@ def lora_job(storage: Storage, donor: str, params: dict[str, Any], size: int = 3
     return doc.model_copy(update={"context": {"images": keys, "prompt": "a photo of sks"}})
 
 
-def checkpoint_steps(storage: Storage, job_id: str) -> list[int]:
-    keys = storage.list(f"jobs/{job_id}/train/checkpoints/")
-    return sorted(int(k.rsplit("step-", 1)[1].removesuffix(".pt")) for k in keys)
-
-
-@pytest.mark.parametrize("round_", range(int(os.environ.get("KILL_ROUNDS", "3"))))  # `make soak`: 10
+@pytest.mark.parametrize("round_", range(int(os.environ.get("KILL_ROUNDS", "2"))))  # `make soak`: 10
 async def test_sigkill_after_a_checkpoint_resumes_from_it(
     redis: Redis, ml_settings: Settings, storage: Storage, plane_factory: Callable[..., Plane], round_: int
 ) -> None:
