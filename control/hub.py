@@ -112,9 +112,11 @@ class Hub:
         event = json.loads(raw)
         seq, sent = event.get("seq", 0), 0
         final = event.get("kind") == "status" and event.get("status") in FINAL_STATUSES
-        for f in self._followers.get(event.get("jobId", ""), ()):
+        followers = self._followers.get(event.get("jobId", ""), ())
+        frame = self.frame(event)[1] if followers else b""  # encoded once for every socket
+        for f in followers:
             # Direct only when it keeps the order: the reader is idle and this is the very next seq.
-            if f.parked and f.sink is not None and seq == f.last + 1 and f.sink(self.frame(event)[1]):
+            if f.parked and f.sink is not None and seq == f.last + 1 and f.sink(frame):
                 f.last, sent = seq, sent + 1
                 if final:
                     f.parked = False
