@@ -16,10 +16,12 @@ from typing import Any
 import httpx
 import structlog
 from nicegui import events, ui
+from nicegui.elements.mixins.value_element import ValueElement
 
 from client import sizing
 from client.api import RemoteError
 from client.format import human_bytes
+from frontend import option_fields
 from frontend import options as form_options
 from frontend.link import ControlLink
 
@@ -107,9 +109,9 @@ class NewJobForm:
         root = Path(self._tmp.name)
         self.images, self.clips = StagedFiles(root, "image"), StagedFiles(root, "clip")
         self.recommended = sizing.recommended(link.capabilities, "train_lora")
-        self.specs = form_options.number_options(form_options.service_schema(link.capabilities, "train_lora"))
+        self.specs = form_options.from_schema(form_options.service_schema(link.capabilities, "train_lora"))
         self.options = form_options.defaults(self.specs, self.recommended)
-        self.inputs: dict[str, ui.number] = {}
+        self.inputs: dict[str, ValueElement] = {}
         self.build()
         ui.timer(FOLLOW_SECONDS, self._follow_workers)
         ui.context.client.on_delete(self._tmp.cleanup)
@@ -129,6 +131,7 @@ class NewJobForm:
                 .props(f"data-testid=prompt outlined autogrow maxlength={s.max_prompt_chars} counter")
                 .classes("w-full")
             )
+            self.prominent_options = ui.column().classes("w-full gap-2")
             limit = human_bytes(s.max_upload_file_bytes)
             ui.label(
                 f"Images: 1 to {s.max_images} PNG, JPEG or WebP files, each up to {limit}; "
@@ -169,17 +172,14 @@ class NewJobForm:
         self._show_recommendation()
 
     def _build_options(self) -> None:
-        """One number input per option the service's schema describes, bounded as the schema says."""
-        self.option_grid.clear()
-        self.inputs = {}
-        with self.option_grid:
-            for wire, spec in self.specs.items():
-                number = ui.number(spec.label, min=spec.low, max=spec.high, step=spec.step)
-                number.bind_value(self.options, wire).props(f"data-testid=opt-{wire} outlined dense")
-                if spec.description:
-                    number.tooltip(spec.description)
-                self.inputs[wire] = number
-                number.on_value_change(self._on_option)  # once bound: no change events while building
+        """One input per option the service's schema describes, bounded as the schema says."""
+        self.inputs = option_fields.build(
+            self.specs,
+            self.options,
+            prominent=self.prominent_options,
+            advanced=self.option_grid,
+            on_change=self._on_option,
+        )
 
     def _studio_section(self) -> None:
         s = self.settings
@@ -286,7 +286,7 @@ class NewJobForm:
         """Workers come and go and measure as they work: until the user changes an option, the form follows the
         current recommendation; the estimate always does."""
         caps = self.link.capabilities
-        specs = form_options.number_options(form_options.service_schema(caps, "train_lora"))
+        specs = form_options.from_schema(form_options.service_schema(caps, "train_lora"))
         untouched = self.options == form_options.defaults(self.specs, self.recommended)
         if specs != self.specs and untouched:  # control answered (or changed) after the form was built
             self.specs = specs
@@ -332,11 +332,7 @@ class NewJobForm:
         """The recommended options the form does not show (preview denoising steps), then the form's own (empty
         fields left out: the service's defaults apply; problems() has checked the rest)."""
         hidden = {k: v for k, v in self.recommended.items() if k not in self.specs}
-        shown = {
-            k: (int(v) if self.specs[k].integer else float(v))
-            for k, v in self.options.items()
-            if v is not None and k in self.specs
-        }
+        shown = form_options.sent(self.specs, self.options)
         base = (
             {"baseModel": self.base_model.value} if getattr(self, "base_model", None) and self.base_model.value else {}
         )

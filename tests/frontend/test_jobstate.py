@@ -97,7 +97,7 @@ def test_helpers() -> None:
 
 def test_form_options_come_from_the_params_schema() -> None:
     caps = {"services": [{"service": "train_lora", "params": TrainLoraParams.model_json_schema(by_alias=True)}]}
-    specs = form_options.number_options(form_options.service_schema(caps, "train_lora"))
+    specs = form_options.from_schema(form_options.service_schema(caps, "train_lora"))
     assert list(specs) == list(form_options.LABELS)
     assert (specs["steps"].low, specs["steps"].high, specs["steps"].step) == (1, 100_000, 1)
     assert (specs["resolution"].low, specs["resolution"].step) == (32, 8)
@@ -109,16 +109,28 @@ def test_form_options_come_from_the_params_schema() -> None:
     ]
     assert form_options.problems(specs, {"rank": 2.5}) == ["Advanced option rank: must be a whole number."]
     assert form_options.problems(specs, form_options.defaults(specs)) == []
-    assert form_options.number_options({}) == {}  # control not answered yet: no options, the service's defaults
+    assert form_options.from_schema({}) == {}  # control not answered yet: no options, the service's defaults
     assert form_options.defaults(specs, {"steps": 120, "sampleSteps": 10})["steps"] == 120
     assert form_options.defaults(specs) == {
+        "triggerWord": "",
         "steps": 500,
         "rank": 16,
         "learningRate": 1e-4,
         "resolution": 512,
+        "imageFit": "crop",
         "seed": 0,
         "sampleEvery": 100,
+        "batchSize": 1,
+        "alpha": None,
+        "precision": "auto",
+        "optimizer": "adamw",
+        "gradientCheckpointing": False,
+        "noiseOffset": 0.0,
+        "snrGamma": None,
     }
+    untouched = form_options.sent(specs, form_options.defaults(specs))
+    assert not {"triggerWord", "alpha", "snrGamma"} & set(untouched), "empty: the service's defaults apply"
+    assert TrainLoraParams.model_validate(untouched) == TrainLoraParams(), "the form's defaults are the service's"
 
 
 def test_refusal_text() -> None:

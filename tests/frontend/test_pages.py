@@ -131,6 +131,36 @@ async def test_form_explains_what_is_missing(user: User) -> None:
     assert "Add at least one voice clip." in error and "Write the narration, or a topic for the script." in error
 
 
+async def test_form_sends_the_trigger_word_and_the_options_that_are_not_numbers(user: User, stack: Stack) -> None:
+    await fill_form(user, [("im.png", "image/png", png())])
+    trigger = one(user, "opt-triggerWord")
+    assert trigger.props["hint"].startswith("Prepended to every caption"), "the schema's description, in view"
+    assert trigger.props["maxlength"] == "100"  # the schema's maxLength
+    assert one(user, "opt-imageFit").options == ["crop", "resize"]
+    trigger.value = "x" * 101  # past what the browser lets anyone type
+    one(user, "opt-snrGamma").value = 0
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: one(user, "submit-error").visible, what="problems shown")
+    assert text_of(user, "submit-error") == (
+        "Trigger word: must be at most 100 characters. Advanced option snrGamma: must be more than 0."
+    )
+    assert user.back_history == ["/"]
+    trigger.value = ""
+    user.find(kind=ui.input, content="Trigger word").type(" sks ")  # stripped, as the prompt is
+    one(user, "opt-snrGamma").value = None  # left empty: min-SNR weighting stays off
+    one(user, "opt-imageFit").value = "resize"
+    one(user, "opt-gradientCheckpointing").value = True
+    user.find(kind=ui.button, content="Start training").click()
+    await eventually(lambda: user.back_history[-1].startswith("/jobs/"), what="job page")
+    job_id = user.back_history[-1].rsplit("/", 1)[-1]
+    nodes = {n["id"]: n for n in client(stack.control.url).get(f"/api/jobs/{job_id}").json()["graph"]["nodes"]}
+    params = nodes["train_lora"]["params"]
+    assert (params["triggerWord"], params["imageFit"], params["gradientCheckpointing"]) == ("sks", "resize", True)
+    assert (params["optimizer"], params["steps"]) == ("adamw", LORA_OPTIONS["steps"])
+    assert "snrGamma" not in params and "alpha" not in params, "an empty option is not sent: the service's default"
+    assert nodes["prepare"]["params"]["imageFit"] == "resize", "images are squashed, not cropped, before training"
+
+
 async def test_server_refusal_is_shown_with_its_message(user: User) -> None:
     await fill_form(user, [("notes.png", "image/png", b"just some text, not an image")])
     user.find(kind=ui.button, content="Start training").click()
