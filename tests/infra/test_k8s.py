@@ -24,8 +24,11 @@ from common.settings import Settings
 from tests.infra.tools import INFRA, ROOT, run, venv_tool
 
 K8S = INFRA / "k8s"
-OVERLAYS = ("base", "overlays/gpu", "overlays/external-services")
-KEDA = ("overlays/gpu", "overlays/external-services")
+#: Opt-in components: a Component does not render alone, so each is added to a copy of the gpu overlay, as its
+#: kustomization.yaml says (`overlays/gpu-<name>/` in the test's copy of the tree).
+COMPONENTS = ("model-cache",)
+OVERLAYS = ("base", "overlays/gpu", "overlays/external-services", *(f"overlays/gpu-{c}" for c in COMPONENTS))
+KEDA = ("overlays/gpu", "overlays/external-services", *(f"overlays/gpu-{c}" for c in COMPONENTS))
 #: The oldest Kubernetes the manifests are for (docs/operations.md) and the newest kubernetes-validate knows.
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 PLANES = {"control": "control", "worker": "data"}
@@ -45,11 +48,17 @@ def _fill_secrets(example: str) -> str:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of infra/k8s with base/secrets.env filled in (a developer's own secrets.env is never read)."""
+    """A copy of infra/k8s with base/secrets.env filled in (a developer's own secrets.env is never read), and an
+    overlay per opt-in component."""
     root = tmp_path_factory.mktemp("k8s") / "k8s"
     shutil.copytree(K8S, root, ignore=shutil.ignore_patterns("secrets.env"))
     base = root / "base"
     (base / "secrets.env").write_text(_fill_secrets((base / "secrets.env.example").read_text()))
+    for component in COMPONENTS:
+        overlay = shutil.copytree(root / "overlays" / "gpu", root / "overlays" / f"gpu-{component}")
+        kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+        kustomization["components"].append(f"../../components/{component}")
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return root
 
 
@@ -279,6 +288,38 @@ def test_gpu_workers_take_one_gpu_each_from_the_cuda_image(rendered: dict[str, l
     assert gpu["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in gpu["tolerations"])
     cpu = find(rendered["base"], "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0]
     assert cpu["image"].endswith("-cpu") and "nvidia.com/gpu" not in cpu["resources"]["limits"]
+
+
+def test_model_cache_component_shares_one_hub_cache_that_a_job_fills(
+    rendered: dict[str, list[Obj]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objs = rendered["overlays/gpu-model-cache"]
+    claim = find(objs, "PersistentVolumeClaim", "model-cache")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "workers on several nodes mount it at once"
+    dockerfile = (ROOT / "infra" / "docker" / "Dockerfile.worker").read_text()
+    (hf_home,) = re.findall(r"\bHF_HOME=(\S+)", dockerfile)
+    worker, job = find(objs, "Deployment", "worker"), find(objs, "Job", "models-pull")
+    for workload in (worker, job):
+        pod = workload["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volume = next(v for v in pod["volumes"] if v["name"] == mounts[hf_home])
+        assert volume["persistentVolumeClaim"] == {"claimName": "model-cache"}, workload["metadata"]["name"]
+    (worker_container,) = worker["spec"]["template"]["spec"]["containers"]
+    (pull,) = job["spec"]["template"]["spec"]["containers"]
+    assert pull["command"] == ["biplane", "models", "pull"]
+    assert pull["image"] == worker_container["image"] and pull["envFrom"] == worker_container["envFrom"]
+    # The image has the console script's package (pyproject: biplane = client.cli:app), not only the worker's.
+    assert re.search(r"^COPY client \./client$", dockerfile, re.MULTILINE)
+    assert {"data", "tmp", "shm"} <= {m["name"] for m in worker_container["volumeMounts"]}, "the rest stays"
+    offline = copy.deepcopy(objs)  # workers that only read the cache: the Job still fetches
+    named(offline, "ConfigMap", "biplane-config")["data"] |= {"BIPLANE_OFFLINE": "true", "HF_HUB_OFFLINE": "1"}
+    assert pod_settings(monkeypatch, container_env(offline, worker)).offline
+    job_env = container_env(offline, job)
+    assert not pod_settings(monkeypatch, job_env).offline and job_env["HF_HUB_OFFLINE"] == "0"
+    for overlay in ("base", "overlays/gpu", "overlays/external-services"):  # opt-in: no overlay includes it
+        assert "models-pull" not in {o["metadata"]["name"] for o in rendered[overlay]}, overlay
+        assert "PersistentVolumeClaim" not in {o["kind"] for o in rendered[overlay]}, overlay
 
 
 def test_external_services_leave_out_redis_and_minio(
