@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+
+from bench.timing import in_flight_then_one_at_a_time
 
 app = Celery(
     "bench",
@@ -29,7 +32,6 @@ def noop(_: object = None) -> int:
 
 def measure(jobs: int, latency_jobs: int) -> dict[str, float]:
     """Throughput with `jobs` chains in flight, then latency one chain at a time."""
-    import statistics
     import time
 
     from celery import chain
@@ -38,22 +40,12 @@ def measure(jobs: int, latency_jobs: int) -> dict[str, float]:
     while not app.control.ping(timeout=1):
         if time.monotonic() > deadline:
             raise TimeoutError("no Celery worker answered")
-    started = time.perf_counter()
-    results = [chain(noop.s(), noop.s(), noop.s()).apply_async() for _ in range(jobs)]
-    for r in results:
-        r.get(timeout=300)
-    throughput = jobs / (time.perf_counter() - started)
-    latencies = []
-    for _ in range(latency_jobs):
-        t0 = time.perf_counter()
-        chain(noop.s(), noop.s(), noop.s()).apply_async().get(timeout=60)
-        latencies.append(time.perf_counter() - t0)
-    latencies.sort()
-    return {
-        "jobs_s": throughput,
-        "p50": statistics.median(latencies),
-        "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-    }
+
+    def start() -> Any:
+        result = chain(noop.s(), noop.s(), noop.s()).apply_async()
+        return lambda: result.get(timeout=300)
+
+    return in_flight_then_one_at_a_time(start, jobs, latency_jobs)
 
 
 if __name__ == "__main__":

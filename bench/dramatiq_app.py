@@ -4,11 +4,14 @@ results middleware so the client can wait on the last one (bench-only)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
+
+from bench.timing import in_flight_then_one_at_a_time
 
 broker = RedisBroker(url=os.environ.get("BENCH_DRAMATIQ_BROKER", "redis://127.0.0.1:6379/3"))
 broker.add_middleware(
@@ -28,26 +31,13 @@ def _pipeline() -> dramatiq.pipeline:
 
 def measure(jobs: int, latency_jobs: int) -> dict[str, float]:
     """Throughput with `jobs` pipelines in flight, then latency one pipeline at a time."""
-    import statistics
-    import time
-
     _pipeline().run().get_result(block=True, timeout=60_000)  # a worker is up and warm
-    started = time.perf_counter()
-    pipes = [_pipeline().run() for _ in range(jobs)]
-    for p in pipes:
-        p.get_result(block=True, timeout=300_000)
-    throughput = jobs / (time.perf_counter() - started)
-    latencies = []
-    for _ in range(latency_jobs):
-        t0 = time.perf_counter()
-        _pipeline().run().get_result(block=True, timeout=60_000)
-        latencies.append(time.perf_counter() - t0)
-    latencies.sort()
-    return {
-        "jobs_s": throughput,
-        "p50": statistics.median(latencies),
-        "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-    }
+
+    def start() -> Any:
+        pipe = _pipeline().run()
+        return lambda: pipe.get_result(block=True, timeout=300_000)
+
+    return in_flight_then_one_at_a_time(start, jobs, latency_jobs)
 
 
 if __name__ == "__main__":

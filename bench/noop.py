@@ -2,7 +2,9 @@
 on the same Redis server, interleaved: each round measures every engine and configuration once.
 
 Targets: throughput >= Dramatiq's best configuration and >= 2x Celery's best; p50 latency one job at a time
-<= Celery's best p50 (goal: half of it). Environment: BENCH_ROUNDS (3).
+<= Celery's best p50 (goal: half of it). Environment: BENCH_ROUNDS (3); BENCH_BASELINE, the path of another
+checkout of Biplane (e.g. `git worktree add /tmp/before <commit>`), adds that version's planes to every round:
+a before/after comparison from one run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -180,6 +184,11 @@ def dramatiq_run(redis_url: str, processes: int, threads: int) -> dict[str, floa
     return engine_run(redis_url, argv, "bench.dramatiq_app")
 
 
+def _version(root: Path) -> str:
+    described = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %cs"], capture_output=True, text=True)
+    return f"({described.stdout.strip() or root})"
+
+
 def _figures(r: dict[str, float]) -> str:
     cpu = f"worker CPU {r['worker_cpu'] * 1000:.1f} ms/job"
     if "control_cpu" in r:
@@ -191,17 +200,25 @@ def run() -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     results: dict[str, list[dict[str, float]]] = {}
     ours_name = "Biplane control->data->control, 1 control + 1 worker"
-    with stack(BIPLANE_TASK_MODULES="bench.tasks") as st:
+    with ExitStack() as stacks:
+        st = stacks.enter_context(stack(BIPLANE_TASK_MODULES="bench.tasks"))
         st.start("control")
         st.start("worker", BIPLANE_CONCURRENCY="64")  # no-op data nodes: not GPU-bound
         url = st.env["BIPLANE_REDIS_URL"]
-        others: list[tuple[str, Any]] = [
+        others: list[tuple[str, Any]] = []
+        if baseline := os.environ.get("BENCH_BASELINE"):
+            old = stacks.enter_context(stack(Path(baseline), BIPLANE_TASK_MODULES="bench.tasks"))
+            old.start("control")
+            old.start("worker", BIPLANE_CONCURRENCY="64")
+            others.append((f"Biplane baseline {_version(Path(baseline))}", lambda: asyncio.run(biplane_run(old))))
+        others += [
             (f"Celery chain of 3 no-ops, {pool} x{n}", functools.partial(celery_run, url, pool, n))
             for pool, n in CELERY
         ] + [
             (f"Dramatiq pipeline of 3 no-ops, {p} proc x {t} threads", functools.partial(dramatiq_run, url, p, t))
             for p, t in DRAMATIQ
         ]
+        time.sleep(10)  # each worker's forkserver preloads the ML libraries once at start: not part of a round
         for round_no in range(1, ROUNDS + 1):  # interleaved: every engine once per round, same machine state
             measured = [(ours_name, lambda: asyncio.run(biplane_run(st))), *others]
             for name, measure in measured:

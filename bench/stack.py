@@ -40,6 +40,7 @@ def machine() -> str:
 @dataclass
 class Stack:
     env: dict[str, str]
+    root: Path = ROOT  #: the checkout whose control and worker run (BENCH_BASELINE: an older one)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
 
@@ -48,7 +49,7 @@ class Stack:
         var = "BIPLANE_CONTROL_PORT" if module == "control" else "BIPLANE_WORKER_PORT"
         env = {**self.env, var: str(port), **extra}
         proc = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [sys.executable, "-m", module], env=env, cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: ready(url), 120, f"{module} /ready", proc)
@@ -58,7 +59,7 @@ class Stack:
 
 
 @contextmanager
-def stack(**settings: str) -> Iterator[Stack]:
+def stack(root: Path = ROOT, **settings: str) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="biplane-bench-") as tmp:
         redis = RedisServer(Path(tmp) / "redis").start()
         s3 = S3Server(Path(tmp) / "s3").start()
@@ -68,11 +69,11 @@ def stack(**settings: str) -> Iterator[Stack]:
                 **stack_env(redis, s3),
                 "BIPLANE_API_KEYS": API_KEY,
                 "BIPLANE_RATE_LIMIT_PER_MINUTE": "100000",
-                "PYTHONPATH": str(ROOT),
+                "PYTHONPATH": str(root),
                 **settings,
             }
         )
-        st = Stack(env)
+        st = Stack(env, root)
         try:
             yield st
         finally:

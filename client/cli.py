@@ -10,16 +10,16 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from client import config_cmd, views
+from client import config_cmd, models_cmd, views
 from client.api import AsyncClient, RemoteError
+from client.console import ctx, emit, err, fail, out
 from client.sizing import duration, merge_options, options_text
 from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
@@ -28,21 +28,11 @@ app = typer.Typer(
     help="Biplane: train LoRAs and voices, render videos.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(config_cmd.app, name="config")
-out = Console()
-err = Console(stderr=True)
+app.add_typer(models_cmd.app, name="models")
 
 EXIT = {"completed": 0, "failed": 1, "canceled": 3}
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp"}
 AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
-
-
-class Ctx:
-    url: str = "http://127.0.0.1:8000"
-    api_key: str = ""
-    json: bool = False
-
-
-ctx = Ctx()
 
 
 @app.callback()
@@ -52,11 +42,6 @@ def main(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     ctx.url, ctx.api_key, ctx.json = url, api_key, as_json
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(code)
 
 
 def run(coro: Any) -> Any:
@@ -70,13 +55,6 @@ def run(coro: Any) -> Any:
         fail(f"{e.message}{where} [{e.code}]", 2 if 400 <= e.status < 500 else 1)
     except OSError as e:
         fail(f"cannot reach {ctx.url}: {e}", 1)
-
-
-def emit(data: Any, human: Any = None) -> None:
-    if ctx.json or human is None:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        out.print(human)
 
 
 def files_in(directory: Path, kinds: set[str], what: str) -> list[Path]:
@@ -371,67 +349,6 @@ def capabilities() -> None:
             out.print(f"recommended for {service} on the alive workers: {escape(options_text(options))}")
     if caps.get("warning"):
         err.print(f"[yellow]{caps['warning']}[/yellow]")
-
-
-models_app = typer.Typer(
-    help="The models this machine's settings name (BIPLANE_*_MODEL, BIPLANE_BASE_MODELS): where each resolves, "
-    "fetch hub ids into the cache (BIPLANE_MODEL_CACHE). Run it where the worker runs; it needs biplane[worker].",
-    no_args_is_help=True,
-)
-app.add_typer(models_app, name="models")
-
-
-def _local_settings() -> Any:
-    from pydantic import ValidationError
-
-    from common.settings import Settings
-
-    try:
-        return Settings()
-    except ValidationError as e:
-        fail(f"bad settings: {e.errors()[0]['msg']}")
-
-
-@models_app.command("list")
-def models_list() -> None:
-    """Each configured model: its setting, reference, where it resolves, its size, whether it is cached."""
-    from common import modelrefs
-
-    settings = _local_settings()
-    rows = [modelrefs.status(settings, s, raw, size=True) for s, raw in modelrefs.configured(settings)]
-    table = Table("setting", "reference", "cached", "revision", "size", "path")
-    for r in rows:
-        size = f"{r['bytes'] / 2**20:,.1f} MiB" if r["bytes"] is not None else "-"
-        cached = "yes" if r["cached"] else "[yellow]no[/yellow]"
-        table.add_row(
-            r["setting"], escape(r["reference"]), cached, r["revision"] or "-", size, escape(r["path"] or "-")
-        )
-    emit(rows, table)
-    if not ctx.json:
-        out.print(f"model cache: {modelrefs.cache_dir(settings)}{' (offline)' if modelrefs.offline(settings) else ''}")
-
-
-@models_app.command("pull")
-def models_pull() -> None:
-    """Fetch every configured hub id into the model cache (HF_TOKEN for private or gated models)."""
-    from common import modelrefs
-
-    settings = _local_settings()
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"))
-    with Progress(*columns, console=err) as bars:
-
-        def on_model(setting: str, raw: str) -> Any:
-            task = bars.add_task(f"{setting} {escape(raw)}", total=1.0)
-            return lambda done: bars.update(task, completed=done)
-
-        try:
-            done = modelrefs.pull(settings, on_model)
-        except modelrefs.ModelMissing as e:
-            fail(e.message, 1)
-    emit(
-        [r.describe() | {"path": str(r.path)} for r in done],
-        f"{len(done)} configured model(s) ready in {modelrefs.cache_dir(settings)} (unset ones use demo models)",
-    )
 
 
 @app.command()

@@ -398,7 +398,10 @@ class Executor:
             return
         members: list[_Member] = []
         for e, h in zip(entries, held, strict=True):
-            member = self._member(h) if h is not None else None
+            try:
+                member = self._member(h) if h is not None else None
+            except Exception:  # e.g. a record that does not parse: the plain path settles it (logged, retried)
+                member = None
             if member is not None:
                 members.append(member)
             elif h is None:
