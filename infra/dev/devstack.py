@@ -192,7 +192,7 @@ def _has_frontend() -> bool:
 
     return (
         importlib.util.find_spec("nicegui") is not None
-        and (Path(__file__).parent.parent / "frontend" / "__main__.py").exists()
+        and (Path(__file__).resolve().parents[2] / "frontend" / "__main__.py").exists()  # the repository's root
     )
 
 

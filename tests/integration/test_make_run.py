@@ -63,6 +63,10 @@ def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: 
             resp = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
             assert resp.status_code == 200, resp.text
             assert resp.json()["checks"] == {"redis": True, "s3": True, "executor": True}
+        ui = httpx.get(f"http://127.0.0.1:{ports['FRONTEND_PORT']}/", timeout=10)  # the web UI is part of the stack
+        assert ui.status_code == 200 and "Biplane" in ui.text, ui.text[:300]
+        announced = f"UI       http://127.0.0.1:{ports['FRONTEND_PORT']}"
+        assert any(announced in line for line in lines), "the UI is announced"
         llm = httpx.get(f"http://127.0.0.1:{ports['LLM_PORT']}/v1/models", timeout=5)  # the embedded demo LLM
         assert llm.status_code == 200, llm.text
         key = (tmp_path / "dev" / "api-key").read_text().strip()
@@ -81,6 +85,7 @@ def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: 
     for port in (
         ports["CONTROL_PORT"],
         ports["WORKER_PORT"],
+        ports["FRONTEND_PORT"],
         ports["LLM_PORT"],
         ports["DEV_REDIS_PORT"],
         ports["DEV_S3_PORT"],
