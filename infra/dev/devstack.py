@@ -264,6 +264,7 @@ def main() -> None:
         }
         if _has_frontend():
             urls["frontend"] = f"http://127.0.0.1:{settings.frontend_port}"
+            env["BIPLANE_URL"] = urls["control"]  # the UI talks to this stack's control, on whatever port it got
         modules = {name: name for name in urls}
         if "llm_url" not in settings.model_fields_set:  # no LLM configured: serve the demo LLM (worker/llm.py)
             urls["llm"] = f"http://127.0.0.1:{settings.llm_port}"

@@ -65,6 +65,10 @@ def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: 
             assert resp.json()["checks"] == {"redis": True, "s3": True, "executor": True}
         ui = httpx.get(f"http://127.0.0.1:{ports['FRONTEND_PORT']}/", timeout=10)  # the web UI is part of the stack
         assert ui.status_code == 200 and "Biplane" in ui.text, ui.text[:300]
+        deadline = time.monotonic() + 30  # and it reaches this stack's control (its port is not the default)
+        while not httpx.get(f"http://127.0.0.1:{ports['FRONTEND_PORT']}/ready", timeout=5).json()["control"]:
+            assert time.monotonic() < deadline, "the UI never reached control"
+            time.sleep(0.2)
         announced = f"UI       http://127.0.0.1:{ports['FRONTEND_PORT']}"
         assert any(announced in line for line in lines), "the UI is announced"
         llm = httpx.get(f"http://127.0.0.1:{ports['LLM_PORT']}/v1/models", timeout=5)  # the embedded demo LLM
