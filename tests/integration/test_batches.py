@@ -110,7 +110,7 @@ async def test_a_plane_killed_mid_batch_resumes_every_job_of_the_batch(
     redis: Redis, settings: Settings, plane_factory: Callable[..., Plane]
 ) -> None:
     h = Harness(redis, settings)
-    jobs = await stored(h, [three({"steps": 30, "step_seconds": 0.1}) for _ in range(5)])
+    jobs = await stored(h, [three({"steps": 80, "step_seconds": 0.1}) for _ in range(5)])  # 8 s: killed mid-node
     first = plane_factory("control", settings)
     plane_factory("worker", settings)
     for job in jobs:
