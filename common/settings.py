@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     max_node_attempts: int = Field(3, ge=1)
     concurrency: int = Field(0, ge=0)  # jobs handled at once; 0 = plane default (control 32, data 1)
     # jobs read together whose round is one short node share one LangGraph invocation (1 = never batch)
-    batch_size: int = Field(16, ge=1, le=256)
+    batch_size: int = Field(32, ge=1, le=256)
     stream_maxlen: int = Field(100_000, ge=100)
     event_maxlen: int = Field(5_000, ge=100)  # replay window per job
     job_ttl_seconds: int = Field(14 * 24 * 3600, ge=60)  # how long a finished job is kept

@@ -149,7 +149,7 @@ class BiplaneConfig(BaseModel):
     """
     Environment: BIPLANE_CONCURRENCY.
     """
-    batch_size: int | None = Field(16, ge=1, le=256)
+    batch_size: int | None = Field(32, ge=1, le=256)
     """
     Environment: BIPLANE_BATCH_SIZE.
     """
