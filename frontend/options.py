@@ -23,6 +23,8 @@ LABELS: dict[str, str] = {
     "imageFit": "Image fit",
     "seed": "Seed",
     "sampleEvery": "Preview every N steps (0 = only at the end)",
+    "sampleSteps": "Denoising steps per preview",
+    "checkpointEvery": "Checkpoint every N steps (0 = never)",
     "batchSize": "Batch size",
     "alpha": "LoRA alpha (empty = rank)",
     "precision": "Precision",
@@ -30,6 +32,8 @@ LABELS: dict[str, str] = {
     "gradientCheckpointing": "Gradient checkpointing",
     "noiseOffset": "Noise offset",
     "snrGamma": "Min-SNR gamma (empty = plain MSE)",
+    "cacheLatents": "Cache latents and text embeddings",
+    "baseline": "Measure the probe loss before and after",
 }
 #: Shown beside the prompt, with its description in view, rather than under "Advanced options": most jobs set it.
 PROMINENT = frozenset({"triggerWord"})

@@ -120,6 +120,8 @@ def test_form_options_come_from_the_params_schema() -> None:
         "imageFit": "crop",
         "seed": 0,
         "sampleEvery": 100,
+        "sampleSteps": 20,
+        "checkpointEvery": 100,
         "batchSize": 1,
         "alpha": None,
         "precision": "auto",
@@ -127,6 +129,8 @@ def test_form_options_come_from_the_params_schema() -> None:
         "gradientCheckpointing": False,
         "noiseOffset": 0.0,
         "snrGamma": None,
+        "cacheLatents": True,
+        "baseline": True,
     }
     untouched = form_options.sent(specs, form_options.defaults(specs))
     assert not {"triggerWord", "alpha", "snrGamma"} & set(untouched), "empty: the service's defaults apply"
