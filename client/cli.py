@@ -6,7 +6,6 @@ Configuration: --url / BIPLANE_URL and --api-key / BIPLANE_API_KEY.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -14,14 +13,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from client import config_cmd, models_cmd, views
-from client.api import AsyncClient, RemoteError
-from client.console import ctx, emit, err, fail, out
+from client.api import AsyncClient
+from client.console import EXIT, ctx, emit, err, fail, out, run
+from client.follow import follow_and_render
 from client.sizing import duration, merge_options, options_text
-from common.models.event_schema import Event
 from common.models.job_schema import JobRecord
 
 app = typer.Typer(
@@ -30,7 +28,6 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models_cmd.app, name="models")
 
-EXIT = {"completed": 0, "failed": 1, "canceled": 3}
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp"}
 AUDIO_TYPES = {".wav", ".flac", ".ogg", ".mp3"}
 
@@ -42,19 +39,6 @@ def main(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     ctx.url, ctx.api_key, ctx.json = url, api_key, as_json
-
-
-def run(coro: Any) -> Any:
-    """Run one client call; API errors become messages and exit codes (4xx: 2, else 1)."""
-    if not ctx.api_key:
-        fail("no API key: pass --api-key or set BIPLANE_API_KEY (`make run` prints one)")
-    try:
-        return asyncio.run(coro)
-    except RemoteError as e:
-        where = f" (at {e.pointer})" if e.pointer else ""
-        fail(f"{e.message}{where} [{e.code}]", 2 if 400 <= e.status < 500 else 1)
-    except OSError as e:
-        fail(f"cannot reach {ctx.url}: {e}", 1)
 
 
 def files_in(directory: Path, kinds: set[str], what: str) -> list[Path]:
@@ -400,50 +384,6 @@ def demo(
     for p in sorted(paths):
         table.add_row(d.describe(p), f"{p.stat().st_size:,}", str(p))
     out.print(table)
-
-
-def follow_and_render(job_id: str) -> int:
-    """Follow over the WebSocket, draw a bar per node, return the exit code of the final status."""
-
-    async def watch() -> str:
-        snapshot: list[JobRecord] = []
-        final = "failed"
-        with Progress(
-            TextColumn("{task.description:<14}"),
-            BarColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=err,
-            disable=ctx.json,
-        ) as bars:
-            tasks: dict[str, TaskID] = {}
-            async with AsyncClient(ctx.url, ctx.api_key) as c:
-                async for ev in c.follow(job_id, snapshot=snapshot):
-                    if snapshot and not tasks:
-                        for n in snapshot[0].graph.nodes:
-                            tasks[n.id] = bars.add_task(n.id, total=1.0, info=n.status or "")
-                    _show(ev, bars, tasks)
-                    if ctx.json:
-                        print(ev.model_dump_json(by_alias=True, exclude_none=True), flush=True)
-                    if ev.kind == "status" and ev.status in EXIT:
-                        final = ev.status
-                job = await c.job(job_id)
-        if job.error:
-            err.print(f"[red]{escape(job.error)}[/red]")
-        err.print(f"job {job_id}: [bold]{final}[/bold]")
-        return final
-
-    return EXIT[run(watch())]
-
-
-def _show(ev: Event, bars: Progress, tasks: dict[str, TaskID]) -> None:
-    task = tasks.get(ev.node_id or "")
-    if task is None:
-        return
-    if ev.kind == "node":
-        bars.update(task, info=ev.status, completed=1.0 if ev.status == "completed" else None)
-    elif ev.kind == "progress":
-        bars.update(task, completed=ev.node_progress, info=views.progress_info(ev))
 
 
 if __name__ == "__main__":

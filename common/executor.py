@@ -196,10 +196,12 @@ class Executor:
 
     def _dispatch_read(self, read: list[Entry | BadEntry]) -> None:
         """What one read returned: entries of several jobs go in batches of up to batch_size."""
-        fresh = [e for e in read if isinstance(e, Entry) and e.id not in self.inflight]
+        fresh: list[Entry] = []
         for e in read:
-            if e not in fresh:
-                self._dispatch(e)
+            if isinstance(e, Entry) and e.id not in self.inflight:
+                fresh.append(e)
+            else:
+                self._dispatch(e)  # a bad entry goes to the dead letters; one in flight is left alone
         if len(fresh) == 1 or self.batch_size <= 1:
             for e in fresh:
                 self._dispatch(e)
@@ -242,18 +244,24 @@ class Executor:
         """Await the handling of e; never raises. Unfinished work stays unacked and is retried."""
         try:
             outcome = await work
+        except Exception as err:
+            self._retry_later(e, tries, err)
+        else:
             metrics.ENTRIES.labels(self.plane, outcome).inc()
-        except LeaseBusy:
+
+    def _retry_later(self, e: Entry, tries: int, err: Exception) -> None:
+        """Count and log why e's handling did not finish, and retry it after a backoff that fits the reason."""
+        if isinstance(err, LeaseBusy):
             metrics.ENTRIES.labels(self.plane, "deferred").inc()
             if not self.stopping.is_set():
                 self._defer(e, tries)
-        except (ConnectionError, TimeoutError) as err:
+        elif isinstance(err, ConnectionError | TimeoutError):
             metrics.REDIS_ERRORS.labels(self.plane).inc()
             log.warning("redis failed while handling; will retry", job_id=e.job_id, entry=e.id, error=repr(err))
             self._defer(e, tries)
-        except Exception:
+        else:
             metrics.ENTRIES.labels(self.plane, "error").inc()
-            log.exception("entry handling failed; will retry", job_id=e.job_id, plane=self.plane, entry=e.id)
+            log.error("entry handling failed; will retry", job_id=e.job_id, plane=self.plane, entry=e.id, exc_info=err)
             self._defer(e, max(tries, 4))
 
     async def _acquire(self, entries: list[Entry]) -> list[_Held | None]:
@@ -394,7 +402,7 @@ class Executor:
             held = await self._acquire(entries)
         except Exception as err:  # Redis: every entry is retried on its own later
             for e in entries:
-                await self._guarded(e, 0, _raise(err))
+                self._retry_later(e, 0, err)
             return
         members: list[_Member] = []
         for e, h in zip(entries, held, strict=True):
@@ -405,7 +413,7 @@ class Executor:
             if member is not None:
                 members.append(member)
             elif h is None:
-                await self._guarded(e, 0, _raise(LeaseBusy()))
+                self._retry_later(e, 0, LeaseBusy())
                 self._untrack(e.id, asyncio.current_task())
             else:
                 self._track([e.id], asyncio.create_task(self._handle(e, 0, h)))
@@ -543,10 +551,6 @@ def _completed(job: JobRecord, outputs: dict[str, dict]) -> JobRecord:
     if job.status == "queued":
         job.status = "running"
     return job
-
-
-async def _raise(err: BaseException) -> str:
-    raise err
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

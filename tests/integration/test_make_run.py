@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.dev.devstack import free_port
+from infra.dev.devstack import free_port, wait_until
 from tests.support.media import training_png
 from tests.support.processes import ROOT
 
@@ -65,10 +65,8 @@ def test_the_stack_starts_and_stops_with_every_process(tmp_path: Path, command: 
             assert resp.json()["checks"] == {"redis": True, "s3": True, "executor": True}
         ui = httpx.get(f"http://127.0.0.1:{ports['FRONTEND_PORT']}/", timeout=10)  # the web UI is part of the stack
         assert ui.status_code == 200 and "Biplane" in ui.text, ui.text[:300]
-        deadline = time.monotonic() + 30  # and it reaches this stack's control (its port is not the default)
-        while not httpx.get(f"http://127.0.0.1:{ports['FRONTEND_PORT']}/ready", timeout=5).json()["control"]:
-            assert time.monotonic() < deadline, "the UI never reached control"
-            time.sleep(0.2)
+        ui_ready = f"http://127.0.0.1:{ports['FRONTEND_PORT']}/ready"  # it reaches this stack's control (not :8000)
+        wait_until(lambda: httpx.get(ui_ready, timeout=5).json()["control"], 30, "the UI reaching control")
         announced = f"UI       http://127.0.0.1:{ports['FRONTEND_PORT']}"
         assert any(announced in line for line in lines), "the UI is announced"
         llm = httpx.get(f"http://127.0.0.1:{ports['LLM_PORT']}/v1/models", timeout=5)  # the embedded demo LLM
